@@ -1,0 +1,387 @@
+//! From observations to a verdict: sequential comparisons of canary and primary, and Flagger's
+//! threshold checks. Pure: no I/O, no clock; the caller passes what was observed.
+
+pub mod latency;
+pub mod sequential;
+
+use crate::api::{
+    Analysis, ComparisonKind, Evidence, EvidenceKind, MetricCheck, MetricEvidence, SequentialState,
+};
+use sequential::Counts;
+
+/// What one metric showed in one interval.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observed {
+    /// A guardrail's number.
+    Value(f64),
+    /// An error-rate comparison: requests and failed requests per arm.
+    Counts {
+        canary: RequestCounts,
+        primary: RequestCounts,
+    },
+    /// A latency comparison: cumulative histogram buckets per arm, `(le, count)`, `+Inf` last.
+    Histograms {
+        canary: Vec<(f64, f64)>,
+        primary: Vec<(f64, f64)>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RequestCounts {
+    pub requests: f64,
+    pub errors: f64,
+}
+
+/// A metric's observation, or why there is none (never taken as a pass).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    pub metric: String,
+    pub result: Result<Observed, String>,
+}
+
+/// The judgement of one interval.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// No problem, but not yet enough evidence to promote.
+    Continue,
+    /// Enough evidence and no problem: the release may be promoted once its schedule is done.
+    Ready,
+    /// A guardrail failed this interval; the release holds until `threshold` is reached.
+    FailedCheck {
+        metric: String,
+        failed_checks: u32,
+        threshold: u32,
+    },
+    /// Some metric had no data: hold, never pass.
+    NoData { reasons: Vec<String> },
+    /// Roll back.
+    Rollback { metric: String, reason: String },
+}
+
+/// How one metric fared in one interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    NoData,
+    /// A latency comparison still choosing its boundary from the primary.
+    Warming,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricOutcome {
+    pub metric: String,
+    pub outcome: Outcome,
+    /// Enough evidence for a promotion (comparisons), or a passing check (guardrails).
+    pub ready: bool,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub outcomes: Vec<MetricOutcome>,
+}
+
+/// Judges one interval: updates `evidence` with `observations` and says what to do.
+pub fn judge(
+    analysis: &Analysis,
+    evidence: &mut Evidence,
+    observations: &[Observation],
+) -> Judgement {
+    evidence.analysed_intervals += 1;
+    let mut outcomes = Vec::with_capacity(analysis.metrics.len());
+    let mut failed_guardrail = None;
+    for metric in &analysis.metrics {
+        let state = evidence_for(evidence, metric, analysis);
+        let observation = observations
+            .iter()
+            .find(|o| o.metric == metric.name)
+            .map(|o| o.result.clone())
+            .unwrap_or_else(|| Err("not observed".into()));
+        let outcome = match observation {
+            Err(reason) => MetricOutcome {
+                metric: metric.name.clone(),
+                outcome: Outcome::NoData,
+                ready: false,
+                message: reason,
+            },
+            Ok(observed) => judge_metric(analysis, metric, state, observed),
+        };
+        if outcome.outcome == Outcome::Fail && state.kind == EvidenceKind::Guardrail {
+            failed_guardrail = Some(metric.name.clone());
+        }
+        state.last_outcome = Some(outcome.message.clone());
+        outcomes.push(outcome);
+    }
+    if failed_guardrail.is_some() {
+        evidence.failed_checks += 1;
+    }
+    let verdict = verdict(analysis, evidence, &outcomes, failed_guardrail);
+    Judgement { verdict, outcomes }
+}
+
+fn verdict(
+    analysis: &Analysis,
+    evidence: &Evidence,
+    outcomes: &[MetricOutcome],
+    failed_guardrail: Option<String>,
+) -> Verdict {
+    if let Some(rejected) = evidence.metrics.iter().find(|m| {
+        m.sequential.as_ref().is_some_and(|s| s.rejected)
+            && analysis.metrics.iter().any(|spec| spec.name == m.name)
+    }) {
+        return Verdict::Rollback {
+            metric: rejected.name.clone(),
+            reason: rejected.last_outcome.clone().unwrap_or_default(),
+        };
+    }
+    if let Some(metric) = failed_guardrail {
+        if evidence.failed_checks >= analysis.threshold {
+            return Verdict::Rollback {
+                reason: format!(
+                    "{} failed checks reached the threshold of {}",
+                    evidence.failed_checks, analysis.threshold
+                ),
+                metric,
+            };
+        }
+        return Verdict::FailedCheck {
+            metric,
+            failed_checks: evidence.failed_checks,
+            threshold: analysis.threshold,
+        };
+    }
+    let missing: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.outcome == Outcome::NoData)
+        .map(|o| format!("{}: {}", o.metric, o.message))
+        .collect();
+    if !missing.is_empty() {
+        return Verdict::NoData { reasons: missing };
+    }
+    if outcomes.iter().all(|o| o.ready) {
+        Verdict::Ready
+    } else {
+        Verdict::Continue
+    }
+}
+
+/// The metric's evidence, created on first use.
+fn evidence_for<'a>(
+    evidence: &'a mut Evidence,
+    metric: &MetricCheck,
+    analysis: &Analysis,
+) -> &'a mut MetricEvidence {
+    let kind = match metric.comparison.as_ref().map(|c| c.kind) {
+        Some(ComparisonKind::ErrorRate) => EvidenceKind::ErrorRate,
+        Some(ComparisonKind::Latency) => EvidenceKind::Latency,
+        None => EvidenceKind::Guardrail,
+    };
+    let position = evidence
+        .metrics
+        .iter()
+        .position(|m| m.name == metric.name && m.kind == kind);
+    let index = match position {
+        Some(index) => index,
+        None => {
+            let null_ratio = 1.0 + analysis.min_effect.unwrap_or(0.0);
+            evidence.metrics.push(MetricEvidence {
+                name: metric.name.clone(),
+                kind,
+                sequential: (kind != EvidenceKind::Guardrail)
+                    .then(|| sequential::new_state(null_ratio)),
+                slow_above: None,
+                selection_buckets: Vec::new(),
+                selection_requests: 0.0,
+                last_value: None,
+                failed_checks: 0,
+                last_outcome: None,
+            });
+            evidence.metrics.len() - 1
+        }
+    };
+    &mut evidence.metrics[index]
+}
+
+fn judge_metric(
+    analysis: &Analysis,
+    metric: &MetricCheck,
+    state: &mut MetricEvidence,
+    observed: Observed,
+) -> MetricOutcome {
+    let name = metric.name.clone();
+    let outcome = |outcome, ready, message: String| MetricOutcome {
+        metric: name.clone(),
+        outcome,
+        ready,
+        message,
+    };
+    match (state.kind, observed) {
+        (EvidenceKind::Guardrail, Observed::Value(value)) => {
+            state.last_value = Some(value);
+            let range = metric.threshold_range.clone().unwrap_or_default();
+            let below = range.min.is_some_and(|min| value < min);
+            let above = range.max.is_some_and(|max| value > max);
+            if below || above {
+                state.failed_checks += 1;
+                let bound = if below {
+                    format!("below the minimum {}", range.min.unwrap_or_default())
+                } else {
+                    format!("above the maximum {}", range.max.unwrap_or_default())
+                };
+                outcome(Outcome::Fail, false, format!("{value} is {bound}"))
+            } else {
+                outcome(Outcome::Pass, true, format!("{value} is within range"))
+            }
+        }
+        (EvidenceKind::ErrorRate, Observed::Counts { canary, primary }) => {
+            let canary = Counts {
+                requests: round(canary.requests),
+                events: round(canary.errors),
+            };
+            let primary = Counts {
+                requests: round(primary.requests),
+                events: round(primary.errors),
+            };
+            compare(analysis, state, canary, primary, "error rate", outcome)
+        }
+        (EvidenceKind::Latency, Observed::Histograms { canary, primary }) => {
+            let quantile = metric
+                .comparison
+                .as_ref()
+                .and_then(|c| c.quantile)
+                .unwrap_or(0.99);
+            let Some(threshold) = state.slow_above else {
+                latency::gather(
+                    &mut state.selection_buckets,
+                    &mut state.selection_requests,
+                    &primary,
+                );
+                if state.selection_requests >= latency::SELECTION_REQUESTS {
+                    state.slow_above = latency::choose(
+                        &state.selection_buckets,
+                        state.selection_requests,
+                        quantile,
+                    );
+                    state.selection_buckets.clear();
+                }
+                let message = match state.slow_above {
+                    Some(t) => format!(
+                        "slow means above le={} (the primary's p{}: {:.2}% of its requests); counting starts next interval",
+                        t.le,
+                        quantile * 100.0,
+                        t.primary_tail * 100.0
+                    ),
+                    None => format!(
+                        "choosing the slow boundary from the primary ({:.0} of {:.0} requests seen)",
+                        state.selection_requests,
+                        latency::SELECTION_REQUESTS
+                    ),
+                };
+                return outcome(Outcome::Warming, false, message);
+            };
+            let counts = latency::slow_counts(&canary, threshold.le)
+                .map_err(|e| format!("the canary's histogram {e}"))
+                .and_then(|c| {
+                    latency::slow_counts(&primary, threshold.le)
+                        .map(|p| (c, p))
+                        .map_err(|e| format!("the primary's histogram {e}"))
+                });
+            match counts {
+                Ok((canary, primary)) => compare(
+                    analysis,
+                    state,
+                    canary,
+                    primary,
+                    "slow-request rate",
+                    outcome,
+                ),
+                Err(message) => outcome(Outcome::NoData, false, message),
+            }
+        }
+        (kind, observed) => outcome(
+            Outcome::NoData,
+            false,
+            format!("internal: a {kind:?} metric was given {observed:?}"),
+        ),
+    }
+}
+
+fn compare(
+    analysis: &Analysis,
+    state: &mut MetricEvidence,
+    canary: Counts,
+    primary: Counts,
+    what: &str,
+    outcome: impl Fn(Outcome, bool, String) -> MetricOutcome,
+) -> MetricOutcome {
+    if canary.requests == 0 || primary.requests == 0 {
+        let arm = if canary.requests == 0 {
+            "canary"
+        } else {
+            "primary"
+        };
+        return outcome(
+            Outcome::NoData,
+            false,
+            format!("the {arm} served no requests"),
+        );
+    }
+    let Some(test) = state.sequential.as_mut() else {
+        return outcome(Outcome::NoData, false, "internal: no test state".into());
+    };
+    sequential::update(test, canary, primary, analysis.alpha);
+    let summary = describe(test, analysis.alpha, what);
+    if test.rejected {
+        return outcome(Outcome::Fail, false, summary);
+    }
+    let enough = test.canary.requests >= analysis.min_sample_per_arm
+        && test.primary.requests >= analysis.min_sample_per_arm;
+    outcome(Outcome::Pass, enough, summary)
+}
+
+fn round(value: f64) -> u64 {
+    if value.is_finite() && value > 0.0 {
+        value.round() as u64
+    } else {
+        0
+    }
+}
+
+/// The evidence in one sentence, for the status and the report.
+pub fn describe(test: &SequentialState, alpha: f64, what: &str) -> String {
+    let rate = |t: crate::api::ArmTally| {
+        if t.requests == 0 {
+            0.0
+        } else {
+            100.0 * t.events as f64 / t.requests as f64
+        }
+    };
+    let estimate = sequential::estimate(test, alpha);
+    format!(
+        "{what}: canary {:.3}% ({}/{}), primary {:.3}% ({}/{}); canary/primary ≈ {} [{}, {}]; e-value {:.3} (rollback at {})",
+        rate(test.canary),
+        test.canary.events,
+        test.canary.requests,
+        rate(test.primary),
+        test.primary.events,
+        test.primary.requests,
+        short(estimate.ratio),
+        estimate.lower.map_or("0".into(), short),
+        estimate.upper.map_or("∞".into(), short),
+        test.log_e_value.exp(),
+        short(1.0 / alpha),
+    )
+}
+
+fn short(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}

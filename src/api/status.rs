@@ -1,0 +1,134 @@
+//! The Canary's status: where a release stands, and the evidence of its analysis kept as
+//! sufficient statistics, so that a restarted controller resumes exactly where it stopped.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default)]
+    pub canary_weight: u32,
+    #[serde(default)]
+    pub iterations: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(flatten)]
+    pub evidence: Evidence,
+}
+
+/// Flagger's phases.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum Phase {
+    Initializing,
+    Initialized,
+    Waiting,
+    Progressing,
+    WaitingPromotion,
+    Promoting,
+    Finalising,
+    Succeeded,
+    Failed,
+}
+
+/// Everything the analysis has learnt during the current release.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    /// Analysis intervals judged so far in this release.
+    #[serde(default)]
+    pub analysed_intervals: u32,
+    /// Intervals in which a guardrail (thresholdRange) failed; never reset during a release.
+    #[serde(default)]
+    pub failed_checks: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricEvidence>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricEvidence {
+    pub name: String,
+    pub kind: EvidenceKind,
+    /// Comparisons: the state of the sequential test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<SequentialState>,
+    /// Latency comparisons: the bucket boundary that splits slow from normal requests, chosen
+    /// from the primary before any request is counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_above: Option<SlowThreshold>,
+    /// Latency comparisons: the primary's buckets gathered until there are enough requests to
+    /// choose `slowAbove`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selection_buckets: Vec<Bucket>,
+    #[serde(default)]
+    pub selection_requests: f64,
+    /// Guardrails: the last value read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_value: Option<f64>,
+    /// Guardrails: intervals in which this metric was out of its range.
+    #[serde(default)]
+    pub failed_checks: u32,
+    /// What the last interval showed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_outcome: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum EvidenceKind {
+    ErrorRate,
+    Latency,
+    Guardrail,
+}
+
+/// Per-arm totals of a comparison: requests seen and events (errors, or slow requests) among
+/// them, summed over the intervals that were counted.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArmTally {
+    pub requests: u64,
+    pub events: u64,
+}
+
+/// The sufficient statistics of the relative-risk test (see `analysis::sequential`): totals per
+/// arm, and the log-likelihood ratio of every relative risk on a fixed grid against the null.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SequentialState {
+    pub canary: ArmTally,
+    pub primary: ArmTally,
+    /// The relative risk (canary event rate / primary event rate) under the null: 1 + minEffect.
+    pub null_ratio: f64,
+    /// The grid of relative risks: `2^(log2From + i * log2Step)` for i in 0..len(logLikelihood).
+    pub log2_from: f64,
+    pub log2_step: f64,
+    /// Running log-likelihood ratio of each grid point against `nullRatio`.
+    pub log_likelihood: Vec<f64>,
+    /// Natural log of the e-value (the test martingale) after the last interval.
+    pub log_e_value: f64,
+    /// Set once the e-value has crossed 1/alpha; it stays set for the release.
+    #[serde(default)]
+    pub rejected: bool,
+}
+
+/// A cumulative histogram bucket: requests at or below `le`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct Bucket {
+    /// The finite upper bound (the +Inf bucket is the request total, kept apart).
+    pub le: f64,
+    pub count: f64,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SlowThreshold {
+    /// The histogram bucket's upper bound (`le`), in the histogram's unit.
+    pub le: f64,
+    /// The primary's share of requests above it when it was chosen.
+    pub primary_tail: f64,
+}

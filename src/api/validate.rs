@@ -1,0 +1,272 @@
+//! Checks a Canary beyond what its YAML shape says, and names each wrong field with the fix.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use super::{Canary, ComparisonKind, MetricCheck};
+
+/// One problem with a resource: the field's path and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// All the problems found, so that a user fixes them in one go.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid Canary:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Validates a Canary's spec. Every problem is reported, not just the first.
+pub fn validate_canary(canary: &Canary) -> Result<(), ValidationErrors> {
+    let mut problems = Problems(Vec::new());
+    let spec = &canary.spec;
+    if spec.target_ref.kind != "Deployment" {
+        problems.add(
+            "spec.targetRef.kind",
+            format!(
+                "sluice releases Deployments only, found {:?}; point targetRef at a Deployment",
+                spec.target_ref.kind
+            ),
+        );
+    }
+    if spec.target_ref.name.is_empty() {
+        problems.add(
+            "spec.targetRef.name",
+            "is empty; name the Deployment to release",
+        );
+    }
+    let analysis = &spec.analysis;
+    let a = "spec.analysis";
+    if !(analysis.alpha > 0.0 && analysis.alpha <= 0.5) {
+        problems.add(
+            format!("{a}.alpha"),
+            format!(
+                "must be above 0 and at most 0.5, found {}; 0.01 accepts a 1% false-rollback rate",
+                analysis.alpha
+            ),
+        );
+    }
+    if let Some(effect) = analysis.min_effect
+        && !(effect.is_finite() && effect >= 0.0)
+    {
+        problems.add(
+            format!("{a}.minEffect"),
+            format!("must be 0 or more, found {effect}; 0.2 tolerates a canary 20% worse than the primary"),
+        );
+    }
+    if analysis.threshold == 0 {
+        problems.add(
+            format!("{a}.threshold"),
+            "must be at least 1 (Flagger's tutorial uses 5)",
+        );
+    }
+    validate_schedule(canary, &mut problems);
+    let mut names = BTreeSet::new();
+    for (index, metric) in analysis.metrics.iter().enumerate() {
+        let field = format!("{a}.metrics[{index}]");
+        if !names.insert(metric.name.as_str()) {
+            problems.add(
+                format!("{field}.name"),
+                format!(
+                    "{:?} is used by an earlier metric; names must be unique",
+                    metric.name
+                ),
+            );
+        }
+        validate_metric(metric, analysis.interval, &field, &mut problems);
+    }
+    if problems.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(problems.0))
+    }
+}
+
+fn validate_schedule(canary: &Canary, problems: &mut Problems) {
+    let analysis = &canary.spec.analysis;
+    let a = "spec.analysis";
+    if analysis.iterations.is_some() {
+        if analysis.iterations == Some(0) {
+            problems.add(format!("{a}.iterations"), "must be at least 1");
+        }
+        return;
+    }
+    if !analysis.step_weights.is_empty() {
+        let ascending = analysis.step_weights.windows(2).all(|w| w[0] < w[1]);
+        let in_range = analysis.step_weights.iter().all(|w| (1..=100).contains(w));
+        if !ascending || !in_range {
+            problems.add(
+                format!("{a}.stepWeights"),
+                "must rise strictly, each from 1 to 100, e.g. [1, 5, 10, 25, 50]",
+            );
+        }
+        return;
+    }
+    match (analysis.step_weight, analysis.max_weight) {
+        (Some(step), Some(max)) => {
+            if !(1..=100).contains(&step) {
+                problems.add(format!("{a}.stepWeight"), format!("must be from 1 to 100, found {step}"));
+            }
+            if !(1..=100).contains(&max) {
+                problems.add(format!("{a}.maxWeight"), format!("must be from 1 to 100, found {max}"));
+            }
+        }
+        _ => problems.add(
+            a,
+            "no schedule: set stepWeight and maxWeight (canary), stepWeights, or iterations (A/B, blue/green)",
+        ),
+    }
+}
+
+fn validate_metric(
+    metric: &MetricCheck,
+    analysis_interval: super::duration::GoDuration,
+    field: &str,
+    problems: &mut Problems,
+) {
+    if metric.name.is_empty() {
+        problems.add(format!("{field}.name"), "is empty; give the metric a name");
+    }
+    if metric.template_ref.is_none() {
+        problems.add(
+            format!("{field}.templateRef"),
+            "is required: sluice has no built-in queries; apply a MetricTemplate (metrics-templates/ has ready ones) and name it here",
+        );
+    }
+    match (&metric.threshold_range, &metric.comparison) {
+        (None, None) => problems.add(
+            field,
+            "needs thresholdRange (a guardrail on one number) or comparison (canary against primary)",
+        ),
+        (Some(_), Some(_)) => problems.add(
+            field,
+            "has both thresholdRange and comparison; split them into two metrics",
+        ),
+        (Some(range), None) => match (range.min, range.max) {
+            (None, None) => problems.add(
+                format!("{field}.thresholdRange"),
+                "needs min, max or both, e.g. {min: 99}",
+            ),
+            (Some(min), Some(max)) if min > max => problems.add(
+                format!("{field}.thresholdRange"),
+                format!("min {min} is above max {max}"),
+            ),
+            _ => {}
+        },
+        (None, Some(comparison)) => {
+            let c = format!("{field}.comparison");
+            match comparison.kind {
+                ComparisonKind::ErrorRate => {
+                    if comparison.requests_template_ref.is_none() {
+                        problems.add(
+                            format!("{c}.requestsTemplateRef"),
+                            "is required for type errorRate: name the template that counts all requests of an arm (templateRef counts the failed ones)",
+                        );
+                    }
+                    if comparison.quantile.is_some() {
+                        problems.add(format!("{c}.quantile"), "applies to type latency only; remove it");
+                    }
+                }
+                ComparisonKind::Latency => {
+                    if comparison.requests_template_ref.is_some() {
+                        problems.add(
+                            format!("{c}.requestsTemplateRef"),
+                            "applies to type errorRate only; the histogram's +Inf bucket counts the requests",
+                        );
+                    }
+                    if let Some(q) = comparison.quantile
+                        && !(q > 0.5 && q < 1.0)
+                    {
+                        problems.add(
+                            format!("{c}.quantile"),
+                            format!("must be above 0.5 and below 1, found {q}; 0.99 compares the tail beyond the primary's p99"),
+                        );
+                    }
+                }
+            }
+            if let Some(interval) = metric.interval
+                && interval != analysis_interval
+            {
+                problems.add(
+                    format!("{field}.interval"),
+                    format!(
+                        "a comparison counts every request once, so its window is analysis.interval ({analysis_interval}); remove interval {interval}"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canary(analysis: &str) -> Canary {
+        let text = format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: Canary\nmetadata: {{name: app}}\nspec:\n  targetRef: {{kind: Deployment, name: app}}\n  analysis:\n{analysis}"
+        );
+        serde_yaml_ng::from_str(&text).unwrap()
+    }
+
+    fn fields(result: Result<(), ValidationErrors>) -> Vec<String> {
+        result.unwrap_err().0.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_complete_canary_passes() {
+        let c = canary(
+            "    stepWeight: 10\n    maxWeight: 50\n    metrics:\n      - name: errors\n        templateRef: {name: app-errors}\n        comparison: {type: errorRate, requestsTemplateRef: {name: app-requests}}\n      - name: latency\n        templateRef: {name: app-buckets}\n        comparison: {type: latency, quantile: 0.99}\n      - name: success\n        templateRef: {name: app-success}\n        thresholdRange: {min: 99}\n",
+        );
+        assert_eq!(validate_canary(&c), Ok(()));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let c = canary(
+            "    alpha: 2\n    stepWeight: 10\n    maxWeight: 150\n    metrics:\n      - name: errors\n        comparison: {type: errorRate}\n      - name: errors\n        templateRef: {name: x}\n        thresholdRange: {min: 5, max: 1}\n      - name: lat\n        interval: 5m\n        templateRef: {name: y}\n        comparison: {type: latency, quantile: 1.5}\n",
+        );
+        assert_eq!(
+            fields(validate_canary(&c)),
+            [
+                "spec.analysis.alpha",
+                "spec.analysis.maxWeight",
+                "spec.analysis.metrics[0].templateRef",
+                "spec.analysis.metrics[0].comparison.requestsTemplateRef",
+                "spec.analysis.metrics[1].name",
+                "spec.analysis.metrics[1].thresholdRange",
+                "spec.analysis.metrics[2].comparison.quantile",
+                "spec.analysis.metrics[2].interval",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_schedule_is_required_and_other_kinds_are_refused() {
+        let mut c = canary("    metrics: []\n");
+        c.spec.target_ref.kind = "StatefulSet".into();
+        let errors = validate_canary(&c).unwrap_err();
+        assert_eq!(errors.0[0].field, "spec.targetRef.kind");
+        assert!(errors.0[0].message.contains("Deployments only"));
+        assert_eq!(errors.0[1].field, "spec.analysis");
+        assert!(errors.to_string().contains("set stepWeight and maxWeight"));
+    }
+}

@@ -1,0 +1,6 @@
+//! sluice: progressive delivery for Kubernetes, judged by anytime-valid sequential tests.
+
+pub mod analyse;
+pub mod analysis;
+pub mod api;
+pub mod metrics;

@@ -1,0 +1,326 @@
+//! The `sluice` command.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kube::CustomResourceExt;
+
+use sluice::analyse::{self, Outcome, report};
+use sluice::api::{self, Canary, MetricTemplate, ProviderSpec};
+use sluice::metrics::Provider;
+use sluice::metrics::collect::Collector;
+use sluice::metrics::prometheus::{Credentials, PrometheusProvider};
+
+/// Exit codes, documented in the README.
+mod exit {
+    pub const PROMOTE: u8 = 0;
+    pub const ROLLBACK: u8 = 1;
+    pub const INCONCLUSIVE: u8 = 2;
+    pub const USAGE: u8 = 64;
+    pub const INVALID_INPUT: u8 = 65;
+    pub const NO_INPUT: u8 = 66;
+    pub const UNREACHABLE: u8 = 69;
+    pub const QUERY_FAILED: u8 = 70;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Progressive delivery for Kubernetes, judged by anytime-valid sequential tests"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a Canary's analysis against Prometheus over a past window and print the verdict.
+    ///
+    /// Exit codes: 0 promote, 1 rollback, 2 inconclusive, 64 usage, 65 invalid Canary or
+    /// MetricTemplate, 66 unreadable file, 69 Prometheus unreachable, 70 query refused.
+    Analyse(AnalyseArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+}
+
+#[derive(clap::Args)]
+struct AnalyseArgs {
+    /// Prometheus base URL; overrides the templates' spec.provider.address.
+    #[arg(long, value_name = "URL")]
+    prometheus: Option<String>,
+    /// The Canary to replay (YAML; sluice.dev/v1alpha1 or flagger.app/v1beta1).
+    #[arg(long, value_name = "FILE")]
+    canary: PathBuf,
+    /// MetricTemplate file or folder (searched for .yaml/.yml); repeatable.
+    #[arg(long = "templates", value_name = "PATH", required = true)]
+    templates: Vec<PathBuf>,
+    /// Secret manifests named by templates' spec.provider.secretRef; repeatable.
+    #[arg(long = "secret", value_name = "FILE")]
+    secrets: Vec<PathBuf>,
+    /// Start of the window: RFC 3339 or Unix seconds. The canary's first interval starts here.
+    #[arg(long, value_parser = parse_time)]
+    start: i64,
+    /// End of the window: RFC 3339 or Unix seconds. Defaults to now.
+    #[arg(long, value_parser = parse_time)]
+    end: Option<i64>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Timeout for each query, in seconds.
+    #[arg(long, default_value_t = 10)]
+    query_timeout: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+fn parse_time(text: &str) -> Result<i64, String> {
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(seconds);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp())
+        .map_err(|e| {
+            format!("{text:?} is neither RFC 3339 (2026-11-20T10:00:00Z) nor Unix seconds: {e}")
+        })
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    // kube and reqwest share one TLS provider; installing it first avoids a run-time panic.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", crds());
+            ExitCode::SUCCESS
+        }
+        Command::Analyse(args) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run_analyse(args)) {
+                Ok(code) => ExitCode::from(code),
+                Err((code, message)) => {
+                    eprintln!("error: {message}");
+                    ExitCode::from(code)
+                }
+            }
+        }
+    }
+}
+
+fn crds() -> String {
+    let mut out = String::new();
+    for crd in [Canary::crd(), MetricTemplate::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&crd).unwrap_or_default());
+    }
+    out
+}
+
+type Failure = (u8, String);
+
+fn load_error(e: api::load::LoadError) -> Failure {
+    let code = match e {
+        api::load::LoadError::Read { .. } => exit::NO_INPUT,
+        _ => exit::INVALID_INPUT,
+    };
+    (code, e.to_string())
+}
+
+async fn run_analyse(args: AnalyseArgs) -> Result<u8, Failure> {
+    let canary = api::load::canary_from_file(&args.canary).map_err(load_error)?;
+    api::validate::validate_canary(&canary).map_err(|e| {
+        (
+            exit::INVALID_INPUT,
+            format!("{}: {e}", args.canary.display()),
+        )
+    })?;
+    if canary.spec.analysis.metrics.is_empty() {
+        return Err((
+            exit::INVALID_INPUT,
+            format!(
+                "{}: spec.analysis.metrics is empty; there is nothing to analyse",
+                args.canary.display()
+            ),
+        ));
+    }
+    let mut templates = Vec::new();
+    for path in &args.templates {
+        templates.extend(api::load::templates_from_path(path).map_err(load_error)?);
+    }
+    let secrets = load_secrets(&args.secrets)?;
+    let end = args.end.unwrap_or_else(|| chrono::Utc::now().timestamp());
+    if end <= args.start {
+        return Err((
+            exit::USAGE,
+            format!("--end ({end}) must be after --start ({})", args.start),
+        ));
+    }
+    let timeout = Duration::from_secs(args.query_timeout.max(1));
+    let override_address = args.prometheus.clone();
+    let mut addresses = Vec::new();
+    let connect = |template: &str, spec: &ProviderSpec| -> Result<Arc<dyn Provider>, String> {
+        let address = override_address
+            .clone()
+            .or_else(|| spec.address.clone())
+            .ok_or("spec.provider.address is not set; set it or pass --prometheus URL")?;
+        let credentials = credentials(spec, &secrets)?;
+        let provider = PrometheusProvider::new(spec, &address, &credentials, timeout)
+            .map_err(|e| e.to_string())?;
+        tracing::debug!(template, address, "provider");
+        addresses.push(address);
+        Ok(Arc::new(provider))
+    };
+    let collector = Collector::new(&canary, &templates, connect).map_err(|e| {
+        (
+            exit::INVALID_INPUT,
+            format!("{}: {e}", args.canary.display()),
+        )
+    })?;
+    addresses.dedup();
+    let analysis = &canary.spec.analysis;
+    let interactive = std::io::stderr().is_terminal();
+    let progress = |step: u32, of: u32, at: i64| {
+        let line = format!(
+            "querying interval {step}/{of} ending {}",
+            report::rfc3339(at)
+        );
+        let mut err = std::io::stderr();
+        if interactive {
+            let _ = write!(err, "\r{line}\x1b[K");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+    };
+    let result = analyse::replay(analysis, &collector, args.start, end, progress).await;
+    if interactive {
+        eprintln!();
+    }
+    let replay = result.map_err(|e| {
+        let code = if e.is_unreachable() {
+            exit::UNREACHABLE
+        } else {
+            exit::QUERY_FAILED
+        };
+        (code, e.to_string())
+    })?;
+    let ctx = report::Context {
+        name: canary.metadata.name.clone().unwrap_or_default(),
+        namespace: canary
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        prometheus: addresses.first().cloned(),
+        start: args.start,
+        end,
+        analysis,
+    };
+    let built = report::build(&ctx, &replay);
+    match args.output {
+        Output::Text => print!("{}", report::text(&built)),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&built)
+                .map_err(|e| (exit::QUERY_FAILED, e.to_string()))?
+        ),
+    }
+    Ok(match replay.outcome {
+        Outcome::Promote => exit::PROMOTE,
+        Outcome::Rollback => exit::ROLLBACK,
+        Outcome::Inconclusive => exit::INCONCLUSIVE,
+    })
+}
+
+/// Secrets by name, from manifests given with --secret.
+fn load_secrets(paths: &[PathBuf]) -> Result<BTreeMap<String, BTreeMap<String, String>>, Failure> {
+    let mut secrets = BTreeMap::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            (
+                exit::NO_INPUT,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_yaml_ng::from_str(&text).map_err(|e| {
+                (
+                    exit::INVALID_INPUT,
+                    format!("{}: not a Secret: {e}", path.display()),
+                )
+            })?;
+        let name = secret
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| file_stem(path));
+        let mut values = BTreeMap::new();
+        for (key, bytes) in secret.data.unwrap_or_default() {
+            values.insert(key, String::from_utf8_lossy(&bytes.0).into_owned());
+        }
+        values.extend(secret.string_data.unwrap_or_default());
+        secrets.insert(name, values);
+    }
+    Ok(secrets)
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn credentials(
+    spec: &ProviderSpec,
+    secrets: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<Credentials, String> {
+    let Some(reference) = &spec.secret_ref else {
+        return Ok(Credentials::None);
+    };
+    let secret = secrets.get(&reference.name).ok_or_else(|| {
+        format!("spec.provider.secretRef: Secret {:?} was not given; pass its manifest with --secret FILE", reference.name)
+    })?;
+    if let Some(token) = secret.get("token") {
+        return Ok(Credentials::Bearer(token.clone()));
+    }
+    match (secret.get("username"), secret.get("password")) {
+        (Some(username), Some(password)) => Ok(Credentials::Basic {
+            username: username.clone(),
+            password: password.clone(),
+        }),
+        _ => Err(format!(
+            "Secret {:?} needs the key token (bearer) or the keys username and password (basic auth)",
+            reference.name
+        )),
+    }
+}
