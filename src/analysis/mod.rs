@@ -1,6 +1,7 @@
 //! From observations to a verdict: sequential comparisons of canary and primary, and Flagger's
 //! threshold checks. Pure: no I/O, no clock; the caller passes what was observed.
 
+pub mod binomial;
 pub mod latency;
 pub mod sequential;
 
@@ -361,7 +362,7 @@ pub fn describe(test: &SequentialState, alpha: f64, what: &str) -> String {
     };
     let estimate = sequential::estimate(test, alpha);
     format!(
-        "{what}: canary {:.3}% ({}/{}), primary {:.3}% ({}/{}); canary/primary ≈ {} [{}, {}]; e-value {:.3} (rollback at {})",
+        "{what}: canary {:.3}% ({}/{}), primary {:.3}% ({}/{}); canary/primary ≈ {} [{}, {}]; e-value {} (rollback at {})",
         rate(test.canary),
         test.canary.events,
         test.canary.requests,
@@ -371,9 +372,19 @@ pub fn describe(test: &SequentialState, alpha: f64, what: &str) -> String {
         short(estimate.ratio),
         estimate.lower.map_or("0".into(), short),
         estimate.upper.map_or("∞".into(), short),
-        test.log_e_value.exp(),
+        e_value(test.log_e_value),
         short(1.0 / alpha),
     )
+}
+
+/// An e-value for people: plain when moderate, in powers of ten when huge or tiny.
+fn e_value(log_e: f64) -> String {
+    let e = log_e.exp();
+    if (1e-3..1e4).contains(&e) {
+        format!("{e:.3}")
+    } else {
+        format!("1e{:.1}", log_e / std::f64::consts::LN_10)
+    }
 }
 
 fn short(x: f64) -> String {

@@ -54,7 +54,7 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_port: Option<serde_json::Value>,
+    pub target_port: Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
 }
 
 /// How a release advances and how it is judged (`spec.analysis`).

@@ -27,11 +27,11 @@ impl GoDuration {
     /// The shortest PromQL range literal for this duration (`1m`, `90s`, `1500ms`).
     pub fn promql(self) -> String {
         let ms = self.0.as_millis();
-        if ms % 3_600_000 == 0 {
+        if ms.is_multiple_of(3_600_000) {
             format!("{}h", ms / 3_600_000)
-        } else if ms % 60_000 == 0 {
+        } else if ms.is_multiple_of(60_000) {
             format!("{}m", ms / 60_000)
-        } else if ms % 1000 == 0 {
+        } else if ms.is_multiple_of(1000) {
             format!("{}s", ms / 1000)
         } else {
             format!("{ms}ms")
