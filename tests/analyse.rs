@@ -113,6 +113,7 @@ fn verdicts_on_backfilled_releases() {
     let url = r.prometheus.url.clone();
 
     // +5 points of canary errors: rolled back within the first two intervals.
+    println!("{}", analyse(&url, r.errors, r.errors + 600, &[]).stdout);
     let bad = analyse(&url, r.errors, r.errors + 600, &["--output", "json"]);
     assert_eq!(bad.code, 1, "{}\n{}", bad.stdout, bad.stderr);
     let report = json(&bad);

@@ -266,7 +266,9 @@ pub fn text(report: &Report) -> String {
                     .map(|a| format!("{:.3}% ({}/{})", a.rate_percent, a.events, a.requests))
                     .unwrap_or_else(|| "-".into())
             };
+            let counted = m.canary.as_ref().is_some_and(|a| a.requests > 0);
             let effect = match (&m.relative_risk, m.difference_pp) {
+                (Some(_), Some(_)) if !counted => "no requests counted yet".to_string(),
                 (Some(r), Some(d)) => format!(
                     "{:+.3} pp, x{:.2} [{}, {}]",
                     d,

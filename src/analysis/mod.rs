@@ -246,7 +246,7 @@ fn judge_metric(
                 requests: round(primary.requests),
                 events: round(primary.errors),
             };
-            compare(analysis, state, canary, primary, "error rate", outcome)
+            compare(analysis, state, canary, primary, "errors", outcome)
         }
         (EvidenceKind::Latency, Observed::Histograms { canary, primary }) => {
             let quantile = metric
@@ -362,7 +362,7 @@ pub fn describe(test: &SequentialState, alpha: f64, what: &str) -> String {
     };
     let estimate = sequential::estimate(test, alpha);
     format!(
-        "{what}: canary {:.3}% ({}/{}), primary {:.3}% ({}/{}); canary/primary ≈ {} [{}, {}]; e-value {} (rollback at {})",
+        "{what}: canary {:.3}% ({}/{}) vs primary {:.3}% ({}/{}); canary/primary ≈ {} [{}, {}]; e-value {} (rollback at {})",
         rate(test.canary),
         test.canary.events,
         test.canary.requests,

@@ -107,8 +107,14 @@ pub struct RiskEstimate {
 /// point" against the mixture of all others has not rejected at level α.
 pub fn estimate(state: &SequentialState, alpha: f64) -> RiskEstimate {
     let ll = &state.log_likelihood;
+    // On ties (no events yet) prefer the point nearest "no difference".
+    let distance_from_one = |i: usize| (state.log2_from + state.log2_step * i as f64).abs();
     let best = (0..ll.len())
-        .max_by(|&a, &b| ll[a].total_cmp(&ll[b]))
+        .max_by(|&a, &b| {
+            ll[a]
+                .total_cmp(&ll[b])
+                .then(distance_from_one(b).total_cmp(&distance_from_one(a)))
+        })
         .unwrap_or(0);
     let threshold = (1.0 / alpha).ln();
     let kept: Vec<usize> = (0..ll.len())
