@@ -3,4 +3,7 @@
 pub mod analyse;
 pub mod analysis;
 pub mod api;
+pub mod cluster;
 pub mod metrics;
+pub mod rollout;
+pub mod router;

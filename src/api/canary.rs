@@ -28,6 +28,11 @@ pub struct CanarySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSpec>,
     pub analysis: Analysis,
+    /// A HorizontalPodAutoscaler of the target: sluice gives the primary a copy and keeps the
+    /// target's from scaling the idle canary back up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler_ref: Option<TargetRef>,
+    /// Seconds a release may wait for readiness or data before it fails (default 600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline_seconds: Option<u32>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -55,6 +60,55 @@ pub struct ServiceSpec {
     pub port_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_port: Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+    /// Gateway API: the Gateways the HTTPRoute attaches to (its parentRefs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway_refs: Vec<GatewayRef>,
+    /// Gateway API: the HTTPRoute's hostnames.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+}
+
+impl CanarySpec {
+    /// The apex Service's name: `service.name`, or the target's name as in Flagger.
+    pub fn service_name(&self) -> String {
+        self.service
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_else(|| self.target_ref.name.clone())
+    }
+
+    /// How traffic moves during the release, decided as Flagger does.
+    pub fn strategy(&self) -> Strategy {
+        match (self.analysis.iterations, self.analysis.matches.is_empty()) {
+            (Some(_), false) => Strategy::ABTesting,
+            (Some(_), true) => Strategy::BlueGreen,
+            (None, _) => Strategy::Canary,
+        }
+    }
+
+    pub fn progress_deadline_seconds(&self) -> u32 {
+        self.progress_deadline_seconds.unwrap_or(600)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Strategy {
+    /// Weights step up: stepWeight/maxWeight or stepWeights.
+    Canary,
+    /// Requests matching analysis.match go to the canary for `iterations` steps.
+    ABTesting,
+    /// The canary is analysed for `iterations` steps without live traffic, then takes it all.
+    BlueGreen,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayRef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
 }
 
 /// How a release advances and how it is judged (`spec.analysis`).
@@ -177,15 +231,68 @@ pub enum ComparisonKind {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Webhook {
     pub name: String,
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    /// When the hook runs (Flagger's types); `rollout` when not set.
+    #[serde(default, rename = "type")]
+    pub kind: HookType,
     pub url: String,
+    /// Per attempt; 10s when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<GoDuration>,
+    /// Further attempts after a failed one (0 when not set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mute_alert: bool,
+}
+
+/// Flagger's webhook types.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    Deserialize,
+    Serialize,
+    JsonSchema,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookType {
+    /// Gate before the release starts: the release waits while it answers non-2xx.
+    ConfirmRollout,
+    /// Before traffic reaches the canary; a failure counts as a failed check.
+    PreRollout,
+    /// At every analysis step; a failure counts as a failed check.
+    #[default]
+    Rollout,
+    /// Gate before every weight increase.
+    ConfirmTrafficIncrease,
+    /// Gate before promotion.
+    ConfirmPromotion,
+    /// After a successful promotion (notification).
+    PostRollout,
+    /// After a rollback (notification).
+    Rollback,
+    /// On every Kubernetes Event sluice records for the Canary (notification).
+    Event,
+}
+
+impl HookType {
+    /// Gates hold the release until they answer 2xx.
+    pub fn is_gate(self) -> bool {
+        matches!(
+            self,
+            HookType::ConfirmRollout
+                | HookType::ConfirmTrafficIncrease
+                | HookType::ConfirmPromotion
+        )
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -1,6 +1,8 @@
 //! The Canary's status: where a release stands, and the evidence of its analysis kept as
 //! sufficient statistics, so that a restarted controller resumes exactly where it stopped.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +19,42 @@ pub struct CanaryStatus {
     pub last_transition_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The revision (pod template and tracked configs) of the release under way or last seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_spec: Option<String>,
+    /// The revision the primary runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_promoted_spec: Option<String>,
+    /// ConfigMaps and Secrets the target references (`configmap/NAME`, `secret/NAME`), with the
+    /// hash of their data.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tracked_configs: BTreeMap<String, String>,
+    /// When the release last moved a step (weight or iteration); RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step_time: Option<String>,
+    /// When the analysis last judged an interval; RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analysis_time: Option<String>,
+    /// Manual actions already carried out: annotation name to the value that was handled.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub handled_actions: BTreeMap<String, String>,
     #[serde(flatten)]
     pub evidence: Evidence,
+}
+
+/// A Kubernetes-style condition; sluice keeps one, of type `Promoted`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub last_transition_time: String,
 }
 
 /// Flagger's phases.

@@ -1,0 +1,5 @@
+//! The canary state machine: pure, synchronous, driven by a virtual clock.
+
+mod types;
+
+pub use types::*;

@@ -1,0 +1,143 @@
+//! What the rollout sees and what it asks for. No Kubernetes types: the I/O layer summarises the
+//! cluster into a `World`, and turns `Action`s into objects.
+
+use std::collections::BTreeMap;
+
+use crate::analysis::Observation;
+use crate::api::{CanaryStatus, HookType};
+
+/// A Deployment as the rollout sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Workload {
+    /// Replicas asked for in its spec.
+    pub replicas: i32,
+    /// Every replica of the current spec is updated and available.
+    pub ready: bool,
+    /// Why it is not ready, for the status.
+    pub message: Option<String>,
+}
+
+/// The cluster as it stands, for one Canary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct World {
+    /// The user's Deployment, which runs the canary.
+    pub target: Option<Workload>,
+    /// `<target>-primary`.
+    pub primary: Option<Workload>,
+    /// The target's revision: a hash of its pod template and of the data of the ConfigMaps and
+    /// Secrets it references. `None` when the target does not exist.
+    pub revision: Option<String>,
+    /// Those ConfigMaps and Secrets (`configmap/NAME`, `secret/NAME`) and their hashes.
+    pub tracked_configs: BTreeMap<String, String>,
+    /// The target's kind when it is not a Deployment (refused with a clear status).
+    pub unsupported_kind: Option<String>,
+    /// The Canary's manual-control annotations (name to value), see `MANUAL_*`.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Promote the canary now, skipping what is left of the analysis.
+pub const MANUAL_PROMOTE: &str = "sluice.dev/promote";
+/// Roll back now.
+pub const MANUAL_ABORT: &str = "sluice.dev/abort";
+/// Run a failed release again without changing the Deployment.
+pub const MANUAL_RETRY: &str = "sluice.dev/retry";
+
+/// How a webhook went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HookOutcome {
+    /// Every hook of the type answered 2xx (or there are none).
+    Passed,
+    /// A hook failed after its retries: which one and why.
+    Failed { hook: String, reason: String },
+}
+
+/// Results the I/O layer gathered because a previous call asked for them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Inputs {
+    /// This interval's observations, when `Needs::metrics` was asked.
+    pub observations: Option<Vec<Observation>>,
+    /// The outcome of each gating or checking hook type that was asked.
+    pub hooks: BTreeMap<HookType, HookOutcome>,
+}
+
+/// What the rollout needs before it can decide.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub metrics: bool,
+    pub hooks: Vec<HookType>,
+}
+
+impl Needs {
+    pub fn is_empty(&self) -> bool {
+        !self.metrics && self.hooks.is_empty()
+    }
+}
+
+/// Traffic split between the arms. With `canary_match` the router sends the requests that match
+/// `analysis.match` to the canary (A/B testing), the rest by weight.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Routes {
+    pub primary: u32,
+    pub canary: u32,
+    #[serde(default)]
+    pub canary_match: bool,
+}
+
+impl Routes {
+    pub fn all_primary() -> Self {
+        Self {
+            primary: 100,
+            canary: 0,
+            canary_match: false,
+        }
+    }
+
+    pub fn canary_weight(weight: u32) -> Self {
+        Self {
+            primary: 100 - weight.min(100),
+            canary: weight.min(100),
+            canary_match: false,
+        }
+    }
+}
+
+/// What the I/O layer must do, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Create what a Canary needs and does not have yet: the `-primary` Deployment (from the
+    /// target's spec) and its config copies and autoscaler, the apex, primary and canary
+    /// Services, and the router's objects (all traffic to the primary). Existing objects are
+    /// left as they are.
+    Bootstrap,
+    /// Set the target's replicas: 0 to idle the canary, or the primary's count to start one.
+    ScaleTarget(i32),
+    /// Copy the target's pod template and tracked configs to the primary.
+    PromotePrimary,
+    /// Point traffic.
+    SetRoutes(Routes),
+    /// Fire the notification hooks of a type (post-rollout, rollback, event).
+    Notify(HookType),
+    /// Record a Kubernetes Event on the Canary.
+    Event {
+        warning: bool,
+        reason: String,
+        message: String,
+    },
+}
+
+/// The result of one step: what to do, the new status, and when to look again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub actions: Vec<Action>,
+    pub status: CanaryStatus,
+    /// Seconds until the next step is due.
+    pub requeue_seconds: u64,
+}
+
+/// Either a decision, or what must be gathered first (then call again with it).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    Need(Needs),
+    Done(Decision),
+}

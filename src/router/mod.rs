@@ -1,0 +1,30 @@
+//! Traffic: a small trait, one file per router, chosen by name. Adding a router is adding a file
+//! and a line in `for_provider`.
+
+use crate::api::Canary;
+use crate::cluster::ClusterError;
+use crate::metrics::BoxFuture;
+use crate::rollout::Routes;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum RouterError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub trait Router: Send + Sync {
+    /// Creates the router's objects for a Canary if missing, with all traffic to the primary.
+    fn reconcile<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>>;
+
+    /// Points traffic.
+    fn set_routes<'a>(
+        &'a self,
+        canary: &'a Canary,
+        routes: Routes,
+    ) -> BoxFuture<'a, Result<(), RouterError>>;
+
+    /// Where traffic points now.
+    fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Routes, RouterError>>;
+}
