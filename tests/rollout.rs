@@ -1,0 +1,392 @@
+//! The rollout state machine as tables over a virtual clock: given a status, a world and the
+//! time, the exact actions and the next status.
+
+use std::collections::BTreeMap;
+
+use sluice::analysis::{Observation, Observed, RequestCounts};
+use sluice::api::{Canary, CanaryStatus, HookType, Phase};
+use sluice::rollout::{
+    Action, Decision, HookOutcome, Inputs, MANUAL_ABORT, MANUAL_PROMOTE, MANUAL_RETRY, Needs, Routes, Step, Workload,
+    World, step,
+};
+
+const T0: i64 = 1_800_000_000;
+
+fn canary(analysis_extra: &str) -> Canary {
+    let yaml = format!(
+        r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Canary
+metadata: {{name: podinfo, namespace: test}}
+spec:
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
+  service: {{port: 9898}}
+  progressDeadlineSeconds: 300
+  analysis:
+    interval: 1m
+    threshold: 2
+{analysis_extra}
+    metrics:
+      - name: errors
+        templateRef: {{name: app-errors}}
+        comparison: {{type: errorRate, requestsTemplateRef: {{name: app-requests}}}}
+"#
+    );
+    serde_yaml_ng::from_str(&yaml).unwrap()
+}
+
+fn canary_strategy() -> Canary {
+    canary("    stepWeight: 10\n    maxWeight: 50")
+}
+
+fn ready(replicas: i32) -> Option<Workload> {
+    Some(Workload { replicas, ready: true, message: None })
+}
+
+fn world(revision: &str) -> World {
+    World {
+        target: ready(0),
+        primary: ready(2),
+        revision: Some(revision.into()),
+        ..World::default()
+    }
+}
+
+fn healthy() -> Vec<Observation> {
+    counts(600, 1, 5400, 5)
+}
+
+fn failing() -> Vec<Observation> {
+    counts(600, 30, 5400, 5)
+}
+
+fn counts(nc: u64, ec: u64, np: u64, ep: u64) -> Vec<Observation> {
+    vec![Observation {
+        metric: "errors".into(),
+        result: Ok(Observed::Counts {
+            canary: RequestCounts { requests: nc as f64, errors: ec as f64 },
+            primary: RequestCounts { requests: np as f64, errors: ep as f64 },
+        }),
+    }]
+}
+
+fn no_data() -> Vec<Observation> {
+    vec![Observation { metric: "errors".into(), result: Err("the query returned no data".into()) }]
+}
+
+fn done(step: Step) -> Decision {
+    match step {
+        Step::Done(d) => d,
+        Step::Need(n) => panic!("needs {n:?}"),
+    }
+}
+
+fn routes(actions: &[Action]) -> Vec<Routes> {
+    actions.iter().filter_map(|a| if let Action::SetRoutes(r) = a { Some(*r) } else { None }).collect()
+}
+
+fn no_events(actions: &[Action]) -> Vec<Action> {
+    actions.iter().filter(|a| !matches!(a, Action::Event { .. })).cloned().collect()
+}
+
+/// Drives a release to its end: feeds `observe(step)` whenever metrics are asked, the hook
+/// outcomes in `hooks`, and moves the clock to each requeue. Returns the phase and weight after
+/// each decision, and every decision. A fresh JSON round trip of the status between steps stands
+/// for a controller restart at every step.
+struct Drive {
+    trail: Vec<(Phase, u32)>,
+    decisions: Vec<Decision>,
+    status: CanaryStatus,
+    now: i64,
+}
+
+fn drive(
+    canary: &Canary,
+    mut status: CanaryStatus,
+    world: &mut World,
+    observe: &dyn Fn(usize) -> Vec<Observation>,
+    hooks: &BTreeMap<HookType, HookOutcome>,
+    max_steps: usize,
+) -> Drive {
+    let mut now = T0;
+    let mut trail = Vec::new();
+    let mut decisions = Vec::new();
+    let mut analyses = 0;
+    for _ in 0..max_steps {
+        let mut inputs = Inputs { hooks: hooks.clone(), ..Inputs::default() };
+        let decision = loop {
+            match step(&canary.spec, &status, world, &inputs, now) {
+                Step::Done(d) => break d,
+                Step::Need(Needs { metrics, .. }) => {
+                    assert!(metrics && inputs.observations.is_none(), "asked for what it had");
+                    inputs.observations = Some(observe(analyses));
+                    analyses += 1;
+                }
+            }
+        };
+        // Apply what the world would do.
+        for action in &decision.actions {
+            match action {
+                Action::ScaleTarget(n) => world.target.as_mut().unwrap().replicas = *n,
+                Action::PromotePrimary => world.primary.as_mut().unwrap().ready = false,
+                _ => {}
+            }
+        }
+        // A restart between every two steps: only the serialised status survives.
+        let json = serde_json::to_string(&decision.status).unwrap();
+        status = serde_json::from_str(&json).unwrap();
+        trail.push((status.phase.unwrap(), status.canary_weight));
+        let finished = matches!(status.phase, Some(Phase::Succeeded | Phase::Failed));
+        decisions.push(decision.clone());
+        if finished {
+            break;
+        }
+        now += decision.requeue_seconds as i64;
+        // The primary finishes its rollout by the next look.
+        if let Some(p) = world.primary.as_mut() {
+            p.ready = true;
+        }
+    }
+    Drive { trail, decisions, status, now }
+}
+
+fn initialized(canary: &Canary) -> CanaryStatus {
+    let mut w = world("rev1");
+    w.primary = None;
+    let first = done(step(&canary.spec, &CanaryStatus::default(), &w, &Inputs::default(), T0));
+    assert_eq!(first.status.phase, Some(Phase::Initializing));
+    assert_eq!(no_events(&first.actions), [Action::Bootstrap]);
+    let w = world("rev1");
+    let second = done(step(&canary.spec, &first.status, &w, &Inputs::default(), T0 + 10));
+    assert_eq!(second.status.phase, Some(Phase::Initialized));
+    assert_eq!(no_events(&second.actions), [Action::Bootstrap, Action::ScaleTarget(0)]);
+    assert_eq!(second.status.last_applied_spec.as_deref(), Some("rev1"));
+    second.status
+}
+
+#[test]
+fn a_healthy_release_steps_through_flaggers_phases() {
+    let c = canary_strategy();
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 40);
+    let expected = [
+        (Phase::Progressing, 0),
+        (Phase::Progressing, 10),
+        (Phase::Progressing, 20),
+        (Phase::Progressing, 30),
+        (Phase::Progressing, 40),
+        (Phase::Progressing, 50),
+        (Phase::Promoting, 50),
+        (Phase::Finalising, 0),
+        (Phase::Succeeded, 0),
+    ];
+    assert_eq!(d.trail, expected);
+    let all_routes: Vec<Routes> = d.decisions.iter().flat_map(|x| routes(&x.actions)).collect();
+    let weights: Vec<u32> = all_routes.iter().map(|r| r.canary).collect();
+    assert_eq!(weights, [0, 10, 20, 30, 40, 50, 0]);
+    assert!(all_routes.iter().all(|r| r.primary + r.canary == 100));
+    let last = d.decisions.last().unwrap();
+    assert_eq!(no_events(&last.actions), [Action::ScaleTarget(0), Action::Notify(HookType::PostRollout)]);
+    assert_eq!(d.status.last_promoted_spec.as_deref(), Some("rev2"));
+    assert_eq!(d.status.conditions[0].status, "True");
+    // Five analyses at one-minute intervals, then the promotion.
+    assert_eq!(d.status.evidence.analysed_intervals, 5);
+    assert!(d.now - T0 >= 5 * 60, "{}", d.now - T0);
+}
+
+#[test]
+fn a_failing_canary_is_rolled_back_at_once() {
+    let c = canary_strategy();
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let d = drive(&c, status, &mut w, &|_| failing(), &BTreeMap::new(), 20);
+    assert_eq!(d.trail, [(Phase::Progressing, 0), (Phase::Progressing, 10), (Phase::Failed, 0)]);
+    let last = d.decisions.last().unwrap();
+    assert_eq!(
+        no_events(&last.actions),
+        [Action::SetRoutes(Routes::all_primary()), Action::ScaleTarget(0), Action::Notify(HookType::Rollback)]
+    );
+    assert!(d.status.message.as_deref().unwrap().contains("errors:"), "{:?}", d.status.message);
+    assert_eq!(d.status.conditions[0].status, "False");
+}
+
+#[test]
+fn a_regression_that_appears_later_is_rolled_back_where_it_appears() {
+    let c = canary_strategy();
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let d = drive(&c, status, &mut w, &|n| if n < 2 { healthy() } else { failing() }, &BTreeMap::new(), 20);
+    assert_eq!(d.trail.last(), Some(&(Phase::Failed, 0)));
+    assert_eq!(d.trail[d.trail.len() - 2], (Phase::Progressing, 30));
+}
+
+#[test]
+fn no_data_holds_and_becomes_inconclusive_at_the_deadline() {
+    let c = canary_strategy();
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let d = drive(&c, status, &mut w, &|_| no_data(), &BTreeMap::new(), 30);
+    // Never more than the first step, never promoted; failed after progressDeadlineSeconds.
+    assert!(d.trail.iter().all(|(_, weight)| *weight <= 10), "{:?}", d.trail);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert!(d.status.message.as_deref().unwrap().contains("inconclusive"), "{:?}", d.status.message);
+    assert!(d.now - T0 > 300 && d.now - T0 <= 300 + 2 * 60, "{}", d.now - T0);
+}
+
+#[test]
+fn not_enough_evidence_holds_at_the_maximum_weight() {
+    let c = canary("    stepWeight: 25\n    maxWeight: 50\n    minSamplePerArm: 2000");
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 40);
+    // 600 canary requests an interval: 2000 are reached in the fourth analysis.
+    let at_max = d.trail.iter().filter(|t| **t == (Phase::Progressing, 50)).count();
+    assert_eq!(at_max, 3, "{:?}", d.trail);
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+}
+
+#[test]
+fn gates_hold_the_release() {
+    let c = canary(
+        "    stepWeight: 25\n    maxWeight: 50\n    webhooks:\n      - {name: approve, type: confirm-rollout, url: 'http://127.0.0.1:1/'}\n      - {name: promote, type: confirm-promotion, url: 'http://127.0.0.1:1/'}",
+    );
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let closed = HookOutcome::Failed { hook: "approve".into(), reason: "HTTP 403".into() };
+    // Closed rollout gate: waiting, no traffic to the canary.
+    let mut hooks = BTreeMap::new();
+    hooks.insert(HookType::ConfirmRollout, closed.clone());
+    hooks.insert(HookType::ConfirmPromotion, HookOutcome::Passed);
+    let d = drive(&c, status.clone(), &mut w, &|_| healthy(), &hooks, 5);
+    assert!(d.trail[1..].iter().all(|t| *t == (Phase::Waiting, 0)), "{:?}", d.trail);
+    // Open rollout gate, closed promotion gate: analysis goes on, promotion waits.
+    hooks.insert(HookType::ConfirmRollout, HookOutcome::Passed);
+    hooks.insert(HookType::ConfirmPromotion, closed);
+    let mut w = world("rev2");
+    let d = drive(&c, status.clone(), &mut w, &|_| healthy(), &hooks, 8);
+    assert_eq!(d.trail.last(), Some(&(Phase::WaitingPromotion, 50)), "{:?}", d.trail);
+    // Asking for the gate: the first step needs it, and says so.
+    let started = done(step(&c.spec, &status, &world("rev2"), &Inputs::default(), T0));
+    let need = step(&c.spec, &started.status, &world("rev2"), &Inputs::default(), T0 + 10);
+    assert_eq!(need, Step::Need(Needs { metrics: false, hooks: vec![HookType::ConfirmRollout] }));
+}
+
+#[test]
+fn failing_rollout_hooks_count_as_failed_checks() {
+    let c = canary("    stepWeight: 10\n    maxWeight: 50\n    webhooks:\n      - {name: smoke, type: rollout, url: 'http://127.0.0.1:1/'}");
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let mut hooks = BTreeMap::new();
+    hooks.insert(HookType::Rollout, HookOutcome::Failed { hook: "smoke".into(), reason: "HTTP 500".into() });
+    let d = drive(&c, status, &mut w, &|_| healthy(), &hooks, 10);
+    // threshold 2: two failed checks, then the rollback.
+    assert_eq!(d.trail, [(Phase::Progressing, 0), (Phase::Progressing, 10), (Phase::Progressing, 10), (Phase::Failed, 0)]);
+    assert!(d.status.message.unwrap().contains("rollout hook smoke failed"));
+}
+
+#[test]
+fn a_new_revision_mid_analysis_restarts_from_zero() {
+    let c = canary_strategy();
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 3);
+    assert_eq!(d.status.canary_weight, 20);
+    let w3 = world("rev3");
+    let restarted = done(step(&c.spec, &d.status, &w3, &Inputs::default(), d.now + 60));
+    assert_eq!(restarted.status.canary_weight, 0);
+    assert_eq!(restarted.status.phase, Some(Phase::Progressing));
+    assert_eq!(restarted.status.last_applied_spec.as_deref(), Some("rev3"));
+    assert_eq!(restarted.status.evidence.analysed_intervals, 0);
+    assert_eq!(routes(&restarted.actions), [Routes::all_primary()]);
+}
+
+#[test]
+fn a_canary_that_never_gets_ready_fails_at_the_deadline() {
+    let c = canary_strategy();
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    w.target = Some(Workload { replicas: 2, ready: false, message: Some("0 of 2 available".into()) });
+    let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 100);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert!(d.trail.iter().all(|t| t.1 == 0));
+    assert!(d.status.message.unwrap().contains("not ready within progressDeadlineSeconds"));
+}
+
+#[test]
+fn annotations_promote_abort_and_retry() {
+    let c = canary_strategy();
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 2);
+    assert_eq!(d.status.canary_weight, 10);
+
+    let mut promote = world("rev2");
+    promote.annotations.insert(MANUAL_PROMOTE.into(), "now".into());
+    let p = done(step(&c.spec, &d.status, &promote, &Inputs::default(), d.now));
+    assert_eq!(p.status.phase, Some(Phase::Promoting));
+    assert!(p.actions.contains(&Action::PromotePrimary));
+
+    let mut abort = world("rev2");
+    abort.annotations.insert(MANUAL_ABORT.into(), "1".into());
+    let a = done(step(&c.spec, &d.status, &abort, &Inputs::default(), d.now));
+    assert_eq!(a.status.phase, Some(Phase::Failed));
+    // The same annotation value is not acted on twice; a retry runs the same revision again.
+    let mut retry = abort.clone();
+    let again = done(step(&c.spec, &a.status, &retry, &Inputs::default(), d.now + 1));
+    assert_eq!(again.status.phase, Some(Phase::Failed));
+    retry.annotations.insert(MANUAL_RETRY.into(), "1".into());
+    let r = done(step(&c.spec, &a.status, &retry, &Inputs::default(), d.now + 2));
+    assert_eq!(r.status.phase, Some(Phase::Progressing));
+    assert_eq!(r.status.last_applied_spec.as_deref(), Some("rev2"));
+}
+
+#[test]
+fn ab_testing_routes_matching_requests_then_promotes() {
+    let c = canary("    iterations: 3\n    match:\n      - headers: {x-canary: {exact: insider}}");
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 20);
+    let first_routes = routes(&d.decisions[1].actions);
+    assert_eq!(first_routes, [Routes { primary: 100, canary: 0, canary_match: true }]);
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+    assert_eq!(d.status.iterations, 3);
+    assert_eq!(d.status.evidence.analysed_intervals, 3);
+}
+
+#[test]
+fn blue_green_switches_all_traffic_then_back_to_the_promoted_primary() {
+    let c = canary("    iterations: 2");
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 20);
+    let all: Vec<u32> = d.decisions.iter().flat_map(|x| routes(&x.actions)).map(|r| r.canary).collect();
+    assert_eq!(all, [0, 100, 0]);
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+}
+
+#[test]
+fn step_weight_promotion_shifts_traffic_back_in_steps() {
+    let c = canary("    stepWeight: 25\n    maxWeight: 50\n    stepWeightPromotion: 20");
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 30);
+    let all: Vec<u32> = d.decisions.iter().flat_map(|x| routes(&x.actions)).map(|r| r.canary).collect();
+    assert_eq!(all, [0, 25, 50, 30, 10, 0]);
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+}
+
+#[test]
+fn an_idle_canary_is_kept_at_zero_and_an_unsupported_target_is_named() {
+    let c = canary_strategy();
+    let status = initialized(&c);
+    let mut w = world("rev1");
+    w.target = ready(3);
+    let d = done(step(&c.spec, &status, &w, &Inputs::default(), T0));
+    assert_eq!(no_events(&d.actions), [Action::ScaleTarget(0)]);
+    let mut odd = world("rev1");
+    odd.unsupported_kind = Some("StatefulSet".into());
+    let d = done(step(&c.spec, &status, &odd, &Inputs::default(), T0));
+    assert!(d.status.message.unwrap().contains("spec.targetRef.kind"));
+    assert!(matches!(d.actions[..], [Action::Event { warning: true, .. }]));
+}
