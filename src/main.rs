@@ -222,7 +222,7 @@ async fn run_analyse(args: AnalyseArgs) -> Result<u8, Failure> {
             let _ = writeln!(err, "{line}");
         }
     };
-    let result = analyse::replay(analysis, &collector, args.start, end, progress).await;
+    let result = analyse::replay(&canary, &collector, args.start, end, progress).await;
     if interactive {
         eprintln!();
     }

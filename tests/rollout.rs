@@ -76,7 +76,7 @@ fn no_data() -> Vec<Observation> {
 
 fn done(step: Step) -> Decision {
     match step {
-        Step::Done(d) => d,
+        Step::Done(d) => *d,
         Step::Need(n) => panic!("needs {n:?}"),
     }
 }
@@ -116,7 +116,7 @@ fn drive(
         let mut inputs = Inputs { hooks: hooks.clone(), ..Inputs::default() };
         let decision = loop {
             match step(&canary.spec, &status, world, &inputs, now) {
-                Step::Done(d) => break d,
+                Step::Done(d) => break *d,
                 Step::Need(Needs { metrics, .. }) => {
                     assert!(metrics && inputs.observations.is_none(), "asked for what it had");
                     inputs.observations = Some(observe(analyses));

@@ -5,10 +5,11 @@ pub mod report;
 
 use serde::Serialize;
 
-use crate::analysis::{self, Judgement, Observation, Verdict};
-use crate::api::{Analysis, Evidence};
+use crate::analysis::{Judgement, Observation, Verdict};
+use crate::api::{Canary, CanaryStatus, Evidence, HookType, Phase};
 use crate::metrics::QueryError;
 use crate::metrics::collect::Collector;
+use crate::rollout::{self, HookOutcome, Inputs, Workload, World};
 
 /// How the release ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -33,7 +34,7 @@ pub struct Step {
 #[derive(Clone, Debug)]
 pub struct Replay {
     pub outcome: Outcome,
-    /// The step at which the verdict was reached.
+    /// The analysis interval (from 1) at which the verdict was reached.
     pub reached: Option<u32>,
     pub reason: String,
     pub steps: Vec<Step>,
@@ -41,113 +42,131 @@ pub struct Replay {
     pub planned_intervals: u32,
 }
 
-/// The weights of the step schedule, one per analysis step.
-pub fn schedule(analysis: &Analysis) -> Vec<u32> {
-    if let Some(iterations) = analysis.iterations {
-        // A/B and blue/green run at full canary exposure for their iterations.
-        return vec![100; iterations.max(1) as usize];
-    }
-    if !analysis.step_weights.is_empty() {
-        return analysis.step_weights.clone();
-    }
-    let step = analysis.step_weight.unwrap_or(10).max(1);
-    let max = analysis.max_weight.unwrap_or(50).max(step);
-    let mut weights: Vec<u32> = (1..).map(|i| i * step).take_while(|&w| w < max).collect();
-    weights.push(max);
-    weights
-}
-
-/// Replays the analysis over `[start, end]`, calling `progress(step, of, end_time)` before each
-/// interval's queries. Stops at the first interval whose error is not "no data" (an outage or a
-/// broken template), returning that error.
+/// Replays the release over `[start, end]` with the real state machine: both Deployments ready,
+/// a new revision released at `start`, gates open and webhooks passing (a replay calls no hooks),
+/// and the metrics of each interval read from Prometheus. `progress(step, of, end_time)` is
+/// called before each interval's queries. Stops at the first error that is not "no data" (an
+/// outage or a broken template), returning it.
 pub async fn replay(
-    analysis: &Analysis,
+    canary: &Canary,
     collector: &Collector,
     start: i64,
     end: i64,
     mut progress: impl FnMut(u32, u32, i64),
 ) -> Result<Replay, QueryError> {
-    let interval = i64::try_from(analysis.interval.as_secs().max(1)).unwrap_or(i64::MAX);
+    let spec = &canary.spec;
+    let interval = i64::try_from(spec.analysis.interval.as_secs().max(1)).unwrap_or(i64::MAX);
     let planned = u32::try_from((end - start).max(0) / interval).unwrap_or(u32::MAX);
-    let weights = schedule(analysis);
-    let mut evidence = Evidence::default();
+    let ready = Some(Workload { replicas: 1, ready: true, message: None });
+    let world = World {
+        target: ready.clone(),
+        primary: ready,
+        revision: Some("replayed".into()),
+        ..World::default()
+    };
+    let mut status = CanaryStatus {
+        phase: Some(Phase::Initialized),
+        last_applied_spec: Some("before".into()),
+        last_promoted_spec: Some("before".into()),
+        ..CanaryStatus::default()
+    };
+    let open = Inputs {
+        observations: None,
+        hooks: ALL_HOOKS.iter().map(|&h| (h, HookOutcome::Passed)).collect(),
+    };
     let mut steps = Vec::new();
-    // Steps passed so far: the schedule advances on intervals that neither failed nor lacked data.
-    let mut advanced = 0usize;
-    for index in 1..=planned {
-        let at = start + i64::from(index) * interval;
-        progress(index, planned, at);
-        let mut observations = Vec::new();
-        for (metric, result) in collector.observe(at).await {
-            let result = match result {
-                Ok(observed) => Ok(observed),
-                Err(e) if e.is_no_data() => Err(e.to_string()),
-                Err(e) => return Err(e),
-            };
-            observations.push(Observation { metric, result });
-        }
-        let judgement = analysis::judge(analysis, &mut evidence, &observations);
-        let weight = weights[advanced.min(weights.len() - 1)];
-        let verdict = judgement.verdict.clone();
-        steps.push(Step {
-            index,
-            end: at,
-            weight,
-            judgement,
-        });
-        match verdict {
-            Verdict::Rollback { metric, reason } => {
-                return Ok(finish(
-                    Outcome::Rollback,
-                    Some(index),
-                    format!("{metric}: {reason}"),
-                    steps,
-                    evidence,
-                    planned,
-                ));
-            }
-            Verdict::Ready | Verdict::Continue => {
-                advanced += 1;
-                if advanced >= weights.len() && verdict == Verdict::Ready {
-                    let reason = format!(
-                        "the schedule ran its {} steps and every metric has enough evidence of no regression",
-                        weights.len()
-                    );
-                    return Ok(finish(
-                        Outcome::Promote,
-                        Some(index),
-                        reason,
-                        steps,
-                        evidence,
-                        planned,
-                    ));
+    let mut now = start;
+    let mut judged = 0u32;
+    let mut still = 0;
+    while now <= end && still < 8 {
+        let mut inputs = open.clone();
+        let decision = loop {
+            match rollout::step(spec, &status, &world, &inputs, now) {
+                rollout::Step::Done(decision) => break *decision,
+                rollout::Step::Need(needs) if needs.metrics && inputs.observations.is_none() => {
+                    judged += 1;
+                    progress(judged, planned, now);
+                    inputs.observations = Some(observe(collector, now).await?);
+                }
+                rollout::Step::Need(needs) => {
+                    // Every hook is answered up front: only metrics can be missing.
+                    let reason = format!("internal: the replay cannot provide {needs:?}");
+                    return Ok(finish(Outcome::Inconclusive, None, reason, steps, status, planned));
                 }
             }
-            Verdict::NoData { .. } | Verdict::FailedCheck { .. } => {}
+        };
+        if let Some(judgement) = decision.judgement.clone() {
+            steps.push(Step {
+                index: judged,
+                end: now,
+                weight: status.canary_weight,
+                judgement,
+            });
+        }
+        let moved = !decision.actions.is_empty();
+        status = decision.status;
+        let reached = Some(judged);
+        let reason = status.message.clone().unwrap_or_default();
+        match status.phase {
+            Some(Phase::Promoting | Phase::Finalising | Phase::Succeeded) => {
+                return Ok(finish(Outcome::Promote, reached, reason, steps, status, planned));
+            }
+            Some(Phase::Failed) => {
+                let inconclusive = status
+                    .conditions
+                    .iter()
+                    .any(|c| c.reason == rollout::INCONCLUSIVE);
+                let outcome = if inconclusive { Outcome::Inconclusive } else { Outcome::Rollback };
+                return Ok(finish(outcome, reached, reason, steps, status, planned));
+            }
+            _ => {}
+        }
+        // The replayed world never changes on its own: steps that only wait for it (readiness
+        // polls right after the release starts) are taken at once, so that analysis intervals
+        // line up with `start`.
+        let requeue = decision.requeue_seconds as i64;
+        if moved && requeue < interval {
+            still += 1;
+        } else {
+            still = 0;
+            now += requeue.max(1);
         }
     }
     let reason = match steps.last().map(|s| &s.judgement.verdict) {
         None => "the window is shorter than one analysis interval".to_string(),
-        Some(Verdict::NoData { reasons }) => {
-            format!("the window ended without data: {}", reasons.join("; "))
-        }
-        Some(_) if advanced < weights.len() => format!(
-            "the window ended after {advanced} of the schedule's {} steps",
-            weights.len()
+        Some(Verdict::NoData { reasons }) => format!("the window ended without data: {}", reasons.join("; ")),
+        Some(_) => format!(
+            "the window ended before a verdict: {}",
+            status.message.clone().unwrap_or_default()
         ),
-        Some(_) => {
-            "the window ended before every metric had enough evidence (analysis.minSamplePerArm)"
-                .to_string()
-        }
     };
-    Ok(finish(
-        Outcome::Inconclusive,
-        None,
-        reason,
-        steps,
-        evidence,
-        planned,
-    ))
+    Ok(finish(Outcome::Inconclusive, None, reason, steps, status, planned))
+}
+
+const ALL_HOOKS: [HookType; 8] = [
+    HookType::ConfirmRollout,
+    HookType::PreRollout,
+    HookType::Rollout,
+    HookType::ConfirmTrafficIncrease,
+    HookType::ConfirmPromotion,
+    HookType::PostRollout,
+    HookType::Rollback,
+    HookType::Event,
+];
+
+/// One interval's observations. No data is recorded as such (it holds the release); any other
+/// error stops the replay.
+async fn observe(collector: &Collector, at: i64) -> Result<Vec<Observation>, QueryError> {
+    let mut observations = Vec::new();
+    for (metric, result) in collector.observe(at).await {
+        let result = match result {
+            Ok(observed) => Ok(observed),
+            Err(e) if e.is_no_data() => Err(e.to_string()),
+            Err(e) => return Err(e),
+        };
+        observations.push(Observation { metric, result });
+    }
+    Ok(observations)
 }
 
 fn finish(
@@ -155,7 +174,7 @@ fn finish(
     reached: Option<u32>,
     reason: String,
     steps: Vec<Step>,
-    evidence: Evidence,
+    status: CanaryStatus,
     planned_intervals: u32,
 ) -> Replay {
     Replay {
@@ -163,30 +182,7 @@ fn finish(
         reached,
         reason,
         steps,
-        evidence,
+        evidence: status.evidence,
         planned_intervals,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn analysis(yaml: &str) -> Analysis {
-        serde_yaml_ng::from_str(yaml).unwrap()
-    }
-
-    #[test]
-    fn schedules_follow_flagger() {
-        assert_eq!(
-            schedule(&analysis("{stepWeight: 10, maxWeight: 50}")),
-            [10, 20, 30, 40, 50]
-        );
-        assert_eq!(
-            schedule(&analysis("{stepWeight: 20, maxWeight: 50}")),
-            [20, 40, 50]
-        );
-        assert_eq!(schedule(&analysis("{stepWeights: [1, 5, 25]}")), [1, 5, 25]);
-        assert_eq!(schedule(&analysis("{iterations: 3}")), [100, 100, 100]);
     }
 }

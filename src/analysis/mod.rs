@@ -296,7 +296,7 @@ fn judge_metric(
                     state,
                     canary,
                     primary,
-                    "slow-request rate",
+                    "slow requests",
                     outcome,
                 ),
                 Err(message) => outcome(Outcome::NoData, false, message),

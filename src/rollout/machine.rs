@@ -9,6 +9,10 @@ use crate::api::{CanarySpec, CanaryStatus, Condition, Evidence, HookType, Phase,
 
 use super::types::*;
 
+/// The reasons of the `Promoted` condition when a release ends without promotion.
+pub const FAILED: &str = "Failed";
+pub const INCONCLUSIVE: &str = "Inconclusive";
+
 /// Seconds between readiness checks while waiting for a Deployment.
 const READINESS_POLL: u64 = 10;
 
@@ -54,6 +58,7 @@ pub fn step(spec: &CanarySpec, status: &CanaryStatus, world: &World, inputs: &In
         now,
         status: status.clone(),
         actions: Vec::new(),
+        judgement: None,
         requeue: spec.analysis.interval.as_secs().max(1),
         needs: Needs::default(),
     };
@@ -61,11 +66,12 @@ pub fn step(spec: &CanarySpec, status: &CanaryStatus, world: &World, inputs: &In
     if !run.needs.is_empty() {
         return Step::Need(run.needs);
     }
-    Step::Done(Decision {
+    Step::Done(Box::new(Decision {
         actions: run.actions,
         status: run.status,
         requeue_seconds: run.requeue,
-    })
+        judgement: run.judgement,
+    }))
 }
 
 struct Run<'a> {
@@ -77,6 +83,7 @@ struct Run<'a> {
     actions: Vec<Action>,
     requeue: u64,
     needs: Needs,
+    judgement: Option<analysis::Judgement>,
 }
 
 impl Run<'_> {
@@ -384,6 +391,7 @@ impl Run<'_> {
         };
         let Some(rollout_hook) = rollout_hook else { return };
         let judgement = analysis::judge(&self.spec.analysis, &mut self.status.evidence, &observations);
+        self.judgement = Some(judgement.clone());
         self.status.last_analysis_time = Some(rfc3339(self.now));
         if let HookOutcome::Failed { hook, reason } = rollout_hook {
             self.failed_check(&format!("rollout hook {hook} failed: {reason}"));
@@ -411,10 +419,13 @@ impl Run<'_> {
 
     /// No verdict by the deadline: sluice never promotes without evidence.
     fn inconclusive(&mut self, reasons: &str) {
-        self.rollback(&format!(
-            "inconclusive: no data for progressDeadlineSeconds ({}s): {reasons}",
-            self.spec.progress_deadline_seconds()
-        ));
+        self.roll_back(
+            INCONCLUSIVE,
+            &format!(
+                "inconclusive: no data for progressDeadlineSeconds ({}s): {reasons}",
+                self.spec.progress_deadline_seconds()
+            ),
+        );
     }
 
     fn advance(&mut self, ready: bool) {
@@ -537,13 +548,17 @@ impl Run<'_> {
     }
 
     fn rollback(&mut self, reason: &str) {
+        self.roll_back(FAILED, reason);
+    }
+
+    fn roll_back(&mut self, code: &str, reason: &str) {
         self.actions.push(Action::SetRoutes(Routes::all_primary()));
         self.actions.push(Action::ScaleTarget(0));
         self.status.canary_weight = 0;
         self.set_phase(Phase::Failed);
         let message = format!("rolling back {}: {reason}", self.spec.target_ref.name);
         self.status.message = Some(message.clone());
-        self.set_condition("False", "Failed", &message);
+        self.set_condition("False", code, &message);
         self.actions.push(Action::Notify(HookType::Rollback));
         self.event(true, "Synced", &message);
     }

@@ -133,11 +133,13 @@ pub struct Decision {
     pub status: CanaryStatus,
     /// Seconds until the next step is due.
     pub requeue_seconds: u64,
+    /// The analysis of this step's interval, when one was judged.
+    pub judgement: Option<crate::analysis::Judgement>,
 }
 
 /// Either a decision, or what must be gathered first (then call again with it).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     Need(Needs),
-    Done(Decision),
+    Done(Box<Decision>),
 }
