@@ -4,6 +4,8 @@ pub mod analyse;
 pub mod analysis;
 pub mod api;
 pub mod cluster;
+pub mod controller;
+pub mod hooks;
 pub mod metrics;
 pub mod rollout;
 pub mod router;

@@ -162,7 +162,11 @@ fn verdicts_on_backfilled_releases() {
     println!("{}", slow.stdout);
     assert_eq!(slow.code, 1, "{}\n{}", slow.stdout, slow.stderr);
     assert!(slow.stdout.contains("Verdict: ROLLBACK"), "{}", slow.stdout);
-    assert!(slow.stdout.contains("latency: slow requests: canary"), "{}", slow.stdout);
+    assert!(
+        slow.stdout.contains("latency: slow requests: canary"),
+        "{}",
+        slow.stdout
+    );
 
     // A window with no release in it: no data, never a pass.
     let empty = analyse(

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use sluice::analysis::{Observation, Observed, RequestCounts};
 use sluice::api::{Canary, CanaryStatus, HookType, Phase};
 use sluice::rollout::{
-    Action, Decision, HookOutcome, Inputs, MANUAL_ABORT, MANUAL_PROMOTE, MANUAL_RETRY, Needs, Routes, Step, Workload,
-    World, step,
+    Action, Decision, HookOutcome, Inputs, MANUAL_ABORT, MANUAL_PROMOTE, MANUAL_RETRY, Needs,
+    Routes, Step, Workload, World, step,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -40,7 +40,11 @@ fn canary_strategy() -> Canary {
 }
 
 fn ready(replicas: i32) -> Option<Workload> {
-    Some(Workload { replicas, ready: true, message: None })
+    Some(Workload {
+        replicas,
+        ready: true,
+        message: None,
+    })
 }
 
 fn world(revision: &str) -> World {
@@ -64,14 +68,23 @@ fn counts(nc: u64, ec: u64, np: u64, ep: u64) -> Vec<Observation> {
     vec![Observation {
         metric: "errors".into(),
         result: Ok(Observed::Counts {
-            canary: RequestCounts { requests: nc as f64, errors: ec as f64 },
-            primary: RequestCounts { requests: np as f64, errors: ep as f64 },
+            canary: RequestCounts {
+                requests: nc as f64,
+                errors: ec as f64,
+            },
+            primary: RequestCounts {
+                requests: np as f64,
+                errors: ep as f64,
+            },
         }),
     }]
 }
 
 fn no_data() -> Vec<Observation> {
-    vec![Observation { metric: "errors".into(), result: Err("the query returned no data".into()) }]
+    vec![Observation {
+        metric: "errors".into(),
+        result: Err("the query returned no data".into()),
+    }]
 }
 
 fn done(step: Step) -> Decision {
@@ -82,11 +95,24 @@ fn done(step: Step) -> Decision {
 }
 
 fn routes(actions: &[Action]) -> Vec<Routes> {
-    actions.iter().filter_map(|a| if let Action::SetRoutes(r) = a { Some(*r) } else { None }).collect()
+    actions
+        .iter()
+        .filter_map(|a| {
+            if let Action::SetRoutes(r) = a {
+                Some(*r)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 fn no_events(actions: &[Action]) -> Vec<Action> {
-    actions.iter().filter(|a| !matches!(a, Action::Event { .. })).cloned().collect()
+    actions
+        .iter()
+        .filter(|a| !matches!(a, Action::Event { .. }))
+        .cloned()
+        .collect()
 }
 
 /// Drives a release to its end: feeds `observe(step)` whenever metrics are asked, the hook
@@ -113,12 +139,18 @@ fn drive(
     let mut decisions = Vec::new();
     let mut analyses = 0;
     for _ in 0..max_steps {
-        let mut inputs = Inputs { hooks: hooks.clone(), ..Inputs::default() };
+        let mut inputs = Inputs {
+            hooks: hooks.clone(),
+            ..Inputs::default()
+        };
         let decision = loop {
             match step(&canary.spec, &status, world, &inputs, now) {
                 Step::Done(d) => break *d,
                 Step::Need(Needs { metrics, .. }) => {
-                    assert!(metrics && inputs.observations.is_none(), "asked for what it had");
+                    assert!(
+                        metrics && inputs.observations.is_none(),
+                        "asked for what it had"
+                    );
                     inputs.observations = Some(observe(analyses));
                     analyses += 1;
                 }
@@ -147,19 +179,39 @@ fn drive(
             p.ready = true;
         }
     }
-    Drive { trail, decisions, status, now }
+    Drive {
+        trail,
+        decisions,
+        status,
+        now,
+    }
 }
 
 fn initialized(canary: &Canary) -> CanaryStatus {
     let mut w = world("rev1");
     w.primary = None;
-    let first = done(step(&canary.spec, &CanaryStatus::default(), &w, &Inputs::default(), T0));
+    let first = done(step(
+        &canary.spec,
+        &CanaryStatus::default(),
+        &w,
+        &Inputs::default(),
+        T0,
+    ));
     assert_eq!(first.status.phase, Some(Phase::Initializing));
     assert_eq!(no_events(&first.actions), [Action::Bootstrap]);
     let w = world("rev1");
-    let second = done(step(&canary.spec, &first.status, &w, &Inputs::default(), T0 + 10));
+    let second = done(step(
+        &canary.spec,
+        &first.status,
+        &w,
+        &Inputs::default(),
+        T0 + 10,
+    ));
     assert_eq!(second.status.phase, Some(Phase::Initialized));
-    assert_eq!(no_events(&second.actions), [Action::Bootstrap, Action::ScaleTarget(0)]);
+    assert_eq!(
+        no_events(&second.actions),
+        [Action::Bootstrap, Action::ScaleTarget(0)]
+    );
     assert_eq!(second.status.last_applied_spec.as_deref(), Some("rev1"));
     second.status
 }
@@ -182,12 +234,22 @@ fn a_healthy_release_steps_through_flaggers_phases() {
         (Phase::Succeeded, 0),
     ];
     assert_eq!(d.trail, expected);
-    let all_routes: Vec<Routes> = d.decisions.iter().flat_map(|x| routes(&x.actions)).collect();
+    let all_routes: Vec<Routes> = d
+        .decisions
+        .iter()
+        .flat_map(|x| routes(&x.actions))
+        .collect();
     let weights: Vec<u32> = all_routes.iter().map(|r| r.canary).collect();
     assert_eq!(weights, [0, 10, 20, 30, 40, 50, 0]);
     assert!(all_routes.iter().all(|r| r.primary + r.canary == 100));
     let last = d.decisions.last().unwrap();
-    assert_eq!(no_events(&last.actions), [Action::ScaleTarget(0), Action::Notify(HookType::PostRollout)]);
+    assert_eq!(
+        no_events(&last.actions),
+        [
+            Action::ScaleTarget(0),
+            Action::Notify(HookType::PostRollout)
+        ]
+    );
     assert_eq!(d.status.last_promoted_spec.as_deref(), Some("rev2"));
     assert_eq!(d.status.conditions[0].status, "True");
     // Five analyses at one-minute intervals, then the promotion.
@@ -201,13 +263,28 @@ fn a_failing_canary_is_rolled_back_at_once() {
     let status = initialized(&c);
     let mut w = world("rev2");
     let d = drive(&c, status, &mut w, &|_| failing(), &BTreeMap::new(), 20);
-    assert_eq!(d.trail, [(Phase::Progressing, 0), (Phase::Progressing, 10), (Phase::Failed, 0)]);
+    assert_eq!(
+        d.trail,
+        [
+            (Phase::Progressing, 0),
+            (Phase::Progressing, 10),
+            (Phase::Failed, 0)
+        ]
+    );
     let last = d.decisions.last().unwrap();
     assert_eq!(
         no_events(&last.actions),
-        [Action::SetRoutes(Routes::all_primary()), Action::ScaleTarget(0), Action::Notify(HookType::Rollback)]
+        [
+            Action::SetRoutes(Routes::all_primary()),
+            Action::ScaleTarget(0),
+            Action::Notify(HookType::Rollback)
+        ]
     );
-    assert!(d.status.message.as_deref().unwrap().contains("errors:"), "{:?}", d.status.message);
+    assert!(
+        d.status.message.as_deref().unwrap().contains("errors:"),
+        "{:?}",
+        d.status.message
+    );
     assert_eq!(d.status.conditions[0].status, "False");
 }
 
@@ -216,7 +293,14 @@ fn a_regression_that_appears_later_is_rolled_back_where_it_appears() {
     let c = canary_strategy();
     let status = initialized(&c);
     let mut w = world("rev2");
-    let d = drive(&c, status, &mut w, &|n| if n < 2 { healthy() } else { failing() }, &BTreeMap::new(), 20);
+    let d = drive(
+        &c,
+        status,
+        &mut w,
+        &|n| if n < 2 { healthy() } else { failing() },
+        &BTreeMap::new(),
+        20,
+    );
     assert_eq!(d.trail.last(), Some(&(Phase::Failed, 0)));
     assert_eq!(d.trail[d.trail.len() - 2], (Phase::Progressing, 30));
 }
@@ -228,10 +312,26 @@ fn no_data_holds_and_becomes_inconclusive_at_the_deadline() {
     let mut w = world("rev2");
     let d = drive(&c, status, &mut w, &|_| no_data(), &BTreeMap::new(), 30);
     // Never more than the first step, never promoted; failed after progressDeadlineSeconds.
-    assert!(d.trail.iter().all(|(_, weight)| *weight <= 10), "{:?}", d.trail);
+    assert!(
+        d.trail.iter().all(|(_, weight)| *weight <= 10),
+        "{:?}",
+        d.trail
+    );
     assert_eq!(d.status.phase, Some(Phase::Failed));
-    assert!(d.status.message.as_deref().unwrap().contains("inconclusive"), "{:?}", d.status.message);
-    assert!(d.now - T0 > 300 && d.now - T0 <= 300 + 2 * 60, "{}", d.now - T0);
+    assert!(
+        d.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("inconclusive"),
+        "{:?}",
+        d.status.message
+    );
+    assert!(
+        d.now - T0 > 300 && d.now - T0 <= 300 + 2 * 60,
+        "{}",
+        d.now - T0
+    );
 }
 
 #[test]
@@ -241,7 +341,11 @@ fn not_enough_evidence_holds_at_the_maximum_weight() {
     let mut w = world("rev2");
     let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 40);
     // 600 canary requests an interval: 2000 are reached in the fourth analysis.
-    let at_max = d.trail.iter().filter(|t| **t == (Phase::Progressing, 50)).count();
+    let at_max = d
+        .trail
+        .iter()
+        .filter(|t| **t == (Phase::Progressing, 50))
+        .count();
     assert_eq!(at_max, 3, "{:?}", d.trail);
     assert_eq!(d.status.phase, Some(Phase::Succeeded));
 }
@@ -253,36 +357,87 @@ fn gates_hold_the_release() {
     );
     let status = initialized(&c);
     let mut w = world("rev2");
-    let closed = HookOutcome::Failed { hook: "approve".into(), reason: "HTTP 403".into() };
+    let closed = HookOutcome::Failed {
+        hook: "approve".into(),
+        reason: "HTTP 403".into(),
+    };
     // Closed rollout gate: waiting, no traffic to the canary.
     let mut hooks = BTreeMap::new();
     hooks.insert(HookType::ConfirmRollout, closed.clone());
     hooks.insert(HookType::ConfirmPromotion, HookOutcome::Passed);
     let d = drive(&c, status.clone(), &mut w, &|_| healthy(), &hooks, 5);
-    assert!(d.trail[1..].iter().all(|t| *t == (Phase::Waiting, 0)), "{:?}", d.trail);
+    assert!(
+        d.trail[1..].iter().all(|t| *t == (Phase::Waiting, 0)),
+        "{:?}",
+        d.trail
+    );
     // Open rollout gate, closed promotion gate: analysis goes on, promotion waits.
     hooks.insert(HookType::ConfirmRollout, HookOutcome::Passed);
     hooks.insert(HookType::ConfirmPromotion, closed);
     let mut w = world("rev2");
     let d = drive(&c, status.clone(), &mut w, &|_| healthy(), &hooks, 8);
-    assert_eq!(d.trail.last(), Some(&(Phase::WaitingPromotion, 50)), "{:?}", d.trail);
+    assert_eq!(
+        d.trail.last(),
+        Some(&(Phase::WaitingPromotion, 50)),
+        "{:?}",
+        d.trail
+    );
     // Asking for the gate: the first step needs it, and says so.
-    let started = done(step(&c.spec, &status, &world("rev2"), &Inputs::default(), T0));
-    let need = step(&c.spec, &started.status, &world("rev2"), &Inputs::default(), T0 + 10);
-    assert_eq!(need, Step::Need(Needs { metrics: false, hooks: vec![HookType::ConfirmRollout] }));
+    let started = done(step(
+        &c.spec,
+        &status,
+        &world("rev2"),
+        &Inputs::default(),
+        T0,
+    ));
+    let need = step(
+        &c.spec,
+        &started.status,
+        &world("rev2"),
+        &Inputs::default(),
+        T0 + 10,
+    );
+    assert_eq!(
+        need,
+        Step::Need(Needs {
+            metrics: false,
+            hooks: vec![HookType::ConfirmRollout]
+        })
+    );
 }
 
 #[test]
 fn failing_rollout_hooks_count_as_failed_checks() {
-    let c = canary("    stepWeight: 10\n    maxWeight: 50\n    webhooks:\n      - {name: smoke, type: rollout, url: 'http://127.0.0.1:1/'}");
+    let c = canary(
+        "    stepWeight: 10\n    maxWeight: 50\n    webhooks:\n      - {name: smoke, type: rollout, url: 'http://127.0.0.1:1/'}",
+    );
     let status = initialized(&c);
     let mut w = world("rev2");
     let mut hooks = BTreeMap::new();
-    hooks.insert(HookType::Rollout, HookOutcome::Failed { hook: "smoke".into(), reason: "HTTP 500".into() });
+    hooks.insert(
+        HookType::Rollout,
+        HookOutcome::Failed {
+            hook: "smoke".into(),
+            reason: "HTTP 500".into(),
+        },
+    );
     let d = drive(&c, status, &mut w, &|_| healthy(), &hooks, 10);
     // threshold 2: two failed checks, then the rollback.
-    assert_eq!(d.trail, [(Phase::Progressing, 0), (Phase::Progressing, 10), (Phase::Progressing, 10), (Phase::Failed, 0)]);
-    assert!(d.status.message.unwrap().contains("rollout hook smoke failed"));
+    assert_eq!(
+        d.trail,
+        [
+            (Phase::Progressing, 0),
+            (Phase::Progressing, 10),
+            (Phase::Progressing, 10),
+            (Phase::Failed, 0)
+        ]
+    );
+    assert!(
+        d.status
+            .message
+            .unwrap()
+            .contains("rollout hook smoke failed")
+    );
 }
 
 #[test]
@@ -293,7 +448,13 @@ fn a_new_revision_mid_analysis_restarts_from_zero() {
     let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 3);
     assert_eq!(d.status.canary_weight, 20);
     let w3 = world("rev3");
-    let restarted = done(step(&c.spec, &d.status, &w3, &Inputs::default(), d.now + 60));
+    let restarted = done(step(
+        &c.spec,
+        &d.status,
+        &w3,
+        &Inputs::default(),
+        d.now + 60,
+    ));
     assert_eq!(restarted.status.canary_weight, 0);
     assert_eq!(restarted.status.phase, Some(Phase::Progressing));
     assert_eq!(restarted.status.last_applied_spec.as_deref(), Some("rev3"));
@@ -306,11 +467,20 @@ fn a_canary_that_never_gets_ready_fails_at_the_deadline() {
     let c = canary_strategy();
     let status = initialized(&c);
     let mut w = world("rev2");
-    w.target = Some(Workload { replicas: 2, ready: false, message: Some("0 of 2 available".into()) });
+    w.target = Some(Workload {
+        replicas: 2,
+        ready: false,
+        message: Some("0 of 2 available".into()),
+    });
     let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 100);
     assert_eq!(d.status.phase, Some(Phase::Failed));
     assert!(d.trail.iter().all(|t| t.1 == 0));
-    assert!(d.status.message.unwrap().contains("not ready within progressDeadlineSeconds"));
+    assert!(
+        d.status
+            .message
+            .unwrap()
+            .contains("not ready within progressDeadlineSeconds")
+    );
 }
 
 #[test]
@@ -322,8 +492,16 @@ fn annotations_promote_abort_and_retry() {
     assert_eq!(d.status.canary_weight, 10);
 
     let mut promote = world("rev2");
-    promote.annotations.insert(MANUAL_PROMOTE.into(), "now".into());
-    let p = done(step(&c.spec, &d.status, &promote, &Inputs::default(), d.now));
+    promote
+        .annotations
+        .insert(MANUAL_PROMOTE.into(), "now".into());
+    let p = done(step(
+        &c.spec,
+        &d.status,
+        &promote,
+        &Inputs::default(),
+        d.now,
+    ));
     assert_eq!(p.status.phase, Some(Phase::Promoting));
     assert!(p.actions.contains(&Action::PromotePrimary));
 
@@ -333,10 +511,22 @@ fn annotations_promote_abort_and_retry() {
     assert_eq!(a.status.phase, Some(Phase::Failed));
     // The same annotation value is not acted on twice; a retry runs the same revision again.
     let mut retry = abort.clone();
-    let again = done(step(&c.spec, &a.status, &retry, &Inputs::default(), d.now + 1));
+    let again = done(step(
+        &c.spec,
+        &a.status,
+        &retry,
+        &Inputs::default(),
+        d.now + 1,
+    ));
     assert_eq!(again.status.phase, Some(Phase::Failed));
     retry.annotations.insert(MANUAL_RETRY.into(), "1".into());
-    let r = done(step(&c.spec, &a.status, &retry, &Inputs::default(), d.now + 2));
+    let r = done(step(
+        &c.spec,
+        &a.status,
+        &retry,
+        &Inputs::default(),
+        d.now + 2,
+    ));
     assert_eq!(r.status.phase, Some(Phase::Progressing));
     assert_eq!(r.status.last_applied_spec.as_deref(), Some("rev2"));
 }
@@ -348,7 +538,14 @@ fn ab_testing_routes_matching_requests_then_promotes() {
     let mut w = world("rev2");
     let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 20);
     let first_routes = routes(&d.decisions[1].actions);
-    assert_eq!(first_routes, [Routes { primary: 100, canary: 0, canary_match: true }]);
+    assert_eq!(
+        first_routes,
+        [Routes {
+            primary: 100,
+            canary: 0,
+            canary_match: true
+        }]
+    );
     assert_eq!(d.status.phase, Some(Phase::Succeeded));
     assert_eq!(d.status.iterations, 3);
     assert_eq!(d.status.evidence.analysed_intervals, 3);
@@ -360,7 +557,12 @@ fn blue_green_switches_all_traffic_then_back_to_the_promoted_primary() {
     let status = initialized(&c);
     let mut w = world("rev2");
     let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 20);
-    let all: Vec<u32> = d.decisions.iter().flat_map(|x| routes(&x.actions)).map(|r| r.canary).collect();
+    let all: Vec<u32> = d
+        .decisions
+        .iter()
+        .flat_map(|x| routes(&x.actions))
+        .map(|r| r.canary)
+        .collect();
     assert_eq!(all, [0, 100, 0]);
     assert_eq!(d.status.phase, Some(Phase::Succeeded));
 }
@@ -371,7 +573,12 @@ fn step_weight_promotion_shifts_traffic_back_in_steps() {
     let status = initialized(&c);
     let mut w = world("rev2");
     let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 30);
-    let all: Vec<u32> = d.decisions.iter().flat_map(|x| routes(&x.actions)).map(|r| r.canary).collect();
+    let all: Vec<u32> = d
+        .decisions
+        .iter()
+        .flat_map(|x| routes(&x.actions))
+        .map(|r| r.canary)
+        .collect();
     assert_eq!(all, [0, 25, 50, 30, 10, 0]);
     assert_eq!(d.status.phase, Some(Phase::Succeeded));
 }
@@ -388,5 +595,8 @@ fn an_idle_canary_is_kept_at_zero_and_an_unsupported_target_is_named() {
     odd.unsupported_kind = Some("StatefulSet".into());
     let d = done(step(&c.spec, &status, &odd, &Inputs::default(), T0));
     assert!(d.status.message.unwrap().contains("spec.targetRef.kind"));
-    assert!(matches!(d.actions[..], [Action::Event { warning: true, .. }]));
+    assert!(matches!(
+        d.actions[..],
+        [Action::Event { warning: true, .. }]
+    ));
 }

@@ -57,7 +57,11 @@ pub async fn replay(
     let spec = &canary.spec;
     let interval = i64::try_from(spec.analysis.interval.as_secs().max(1)).unwrap_or(i64::MAX);
     let planned = u32::try_from((end - start).max(0) / interval).unwrap_or(u32::MAX);
-    let ready = Some(Workload { replicas: 1, ready: true, message: None });
+    let ready = Some(Workload {
+        replicas: 1,
+        ready: true,
+        message: None,
+    });
     let world = World {
         target: ready.clone(),
         primary: ready,
@@ -72,7 +76,10 @@ pub async fn replay(
     };
     let open = Inputs {
         observations: None,
-        hooks: ALL_HOOKS.iter().map(|&h| (h, HookOutcome::Passed)).collect(),
+        hooks: ALL_HOOKS
+            .iter()
+            .map(|&h| (h, HookOutcome::Passed))
+            .collect(),
     };
     let mut steps = Vec::new();
     let mut now = start;
@@ -91,7 +98,14 @@ pub async fn replay(
                 rollout::Step::Need(needs) => {
                     // Every hook is answered up front: only metrics can be missing.
                     let reason = format!("internal: the replay cannot provide {needs:?}");
-                    return Ok(finish(Outcome::Inconclusive, None, reason, steps, status, planned));
+                    return Ok(finish(
+                        Outcome::Inconclusive,
+                        None,
+                        reason,
+                        steps,
+                        status,
+                        planned,
+                    ));
                 }
             }
         };
@@ -109,14 +123,25 @@ pub async fn replay(
         let reason = status.message.clone().unwrap_or_default();
         match status.phase {
             Some(Phase::Promoting | Phase::Finalising | Phase::Succeeded) => {
-                return Ok(finish(Outcome::Promote, reached, reason, steps, status, planned));
+                return Ok(finish(
+                    Outcome::Promote,
+                    reached,
+                    reason,
+                    steps,
+                    status,
+                    planned,
+                ));
             }
             Some(Phase::Failed) => {
                 let inconclusive = status
                     .conditions
                     .iter()
                     .any(|c| c.reason == rollout::INCONCLUSIVE);
-                let outcome = if inconclusive { Outcome::Inconclusive } else { Outcome::Rollback };
+                let outcome = if inconclusive {
+                    Outcome::Inconclusive
+                } else {
+                    Outcome::Rollback
+                };
                 return Ok(finish(outcome, reached, reason, steps, status, planned));
             }
             _ => {}
@@ -134,13 +159,22 @@ pub async fn replay(
     }
     let reason = match steps.last().map(|s| &s.judgement.verdict) {
         None => "the window is shorter than one analysis interval".to_string(),
-        Some(Verdict::NoData { reasons }) => format!("the window ended without data: {}", reasons.join("; ")),
+        Some(Verdict::NoData { reasons }) => {
+            format!("the window ended without data: {}", reasons.join("; "))
+        }
         Some(_) => format!(
             "the window ended before a verdict: {}",
             status.message.clone().unwrap_or_default()
         ),
     };
-    Ok(finish(Outcome::Inconclusive, None, reason, steps, status, planned))
+    Ok(finish(
+        Outcome::Inconclusive,
+        None,
+        reason,
+        steps,
+        status,
+        planned,
+    ))
 }
 
 const ALL_HOOKS: [HookType; 8] = [

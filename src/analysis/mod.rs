@@ -291,14 +291,9 @@ fn judge_metric(
                         .map_err(|e| format!("the primary's histogram {e}"))
                 });
             match counts {
-                Ok((canary, primary)) => compare(
-                    analysis,
-                    state,
-                    canary,
-                    primary,
-                    "slow requests",
-                    outcome,
-                ),
+                Ok((canary, primary)) => {
+                    compare(analysis, state, canary, primary, "slow requests", outcome)
+                }
                 Err(message) => outcome(Outcome::NoData, false, message),
             }
         }

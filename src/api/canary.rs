@@ -25,6 +25,10 @@ use super::status::CanaryStatus;
 #[serde(rename_all = "camelCase")]
 pub struct CanarySpec {
     pub target_ref: TargetRef,
+    /// The router that shifts traffic (`gatewayapi`, `kubernetes`); defaults to the
+    /// controller's `--router`. Flagger's field name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSpec>,
     pub analysis: Analysis,

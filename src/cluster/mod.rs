@@ -6,6 +6,8 @@
 //! the controller touches and routers can manage kinds sluice has no Rust types for (HTTPRoute).
 
 pub mod memory;
+pub mod objects;
+pub mod observe;
 
 use serde_json::Value;
 

@@ -50,7 +50,13 @@ fn parse_time(text: &Option<String>) -> Option<i64> {
 }
 
 /// Runs one step. See the module docs.
-pub fn step(spec: &CanarySpec, status: &CanaryStatus, world: &World, inputs: &Inputs, now: i64) -> Step {
+pub fn step(
+    spec: &CanarySpec,
+    status: &CanaryStatus,
+    world: &World,
+    inputs: &Inputs,
+    now: i64,
+) -> Step {
     let mut run = Run {
         spec,
         world,
@@ -95,7 +101,9 @@ impl Run<'_> {
             self.hold_with_warning("UnsupportedTarget", message);
             return;
         }
-        let (Some(target), Some(revision)) = (self.world.target.clone(), self.world.revision.clone()) else {
+        let (Some(target), Some(revision)) =
+            (self.world.target.clone(), self.world.revision.clone())
+        else {
             let message = format!(
                 "spec.targetRef: Deployment {:?} not found; create it or fix the name",
                 self.spec.target_ref.name
@@ -144,7 +152,11 @@ impl Run<'_> {
 
     fn set_condition(&mut self, status: &str, reason: &str, message: &str) {
         let now = rfc3339(self.now);
-        let existing = self.status.conditions.iter_mut().find(|c| c.kind == "Promoted");
+        let existing = self
+            .status
+            .conditions
+            .iter_mut()
+            .find(|c| c.kind == "Promoted");
         match existing {
             Some(c) => {
                 if c.status != status {
@@ -186,7 +198,9 @@ impl Run<'_> {
         if self.status.handled_actions.get(annotation) == Some(value) {
             return false;
         }
-        self.status.handled_actions.insert(annotation.to_string(), value.clone());
+        self.status
+            .handled_actions
+            .insert(annotation.to_string(), value.clone());
         true
     }
 
@@ -213,7 +227,10 @@ impl Run<'_> {
                 self.status.tracked_configs = self.world.tracked_configs.clone();
                 self.status.message = Some("initialized: the primary serves all traffic".into());
                 self.set_condition("True", "Initialized", "the primary serves all traffic");
-                let message = format!("Initialization done! {}-primary serves all traffic", self.spec.target_ref.name);
+                let message = format!(
+                    "Initialization done! {}-primary serves all traffic",
+                    self.spec.target_ref.name
+                );
                 self.event(false, "Synced", &message);
             }
             Some(primary) => {
@@ -225,7 +242,8 @@ impl Run<'_> {
                 self.requeue = READINESS_POLL;
             }
             None => {
-                self.status.message = Some(format!("creating {}-primary", self.spec.target_ref.name));
+                self.status.message =
+                    Some(format!("creating {}-primary", self.spec.target_ref.name));
                 self.requeue = READINESS_POLL.min(self.requeue);
             }
         }
@@ -235,7 +253,11 @@ impl Run<'_> {
         let new_revision = self.status.last_applied_spec.as_deref() != Some(revision);
         let retry = self.status.phase == Some(Phase::Failed) && self.manual(MANUAL_RETRY);
         if new_revision || retry {
-            let reason = if retry { "retry requested" } else { "new revision detected" };
+            let reason = if retry {
+                "retry requested"
+            } else {
+                "new revision detected"
+            };
             self.start_release(revision, reason);
             return;
         }
@@ -256,8 +278,12 @@ impl Run<'_> {
         self.status.last_analysis_time = None;
         self.set_condition("Unknown", "Progressing", "release started");
         self.actions.push(Action::SetRoutes(Routes::all_primary()));
-        self.actions.push(Action::ScaleTarget(self.primary_replicas()));
-        let message = format!("{why}: starting the release of {}", self.spec.target_ref.name);
+        self.actions
+            .push(Action::ScaleTarget(self.primary_replicas()));
+        let message = format!(
+            "{why}: starting the release of {}",
+            self.spec.target_ref.name
+        );
         self.status.message = Some(message.clone());
         self.event(false, "Synced", &message);
         self.requeue = READINESS_POLL.min(self.requeue);
@@ -273,7 +299,11 @@ impl Run<'_> {
             return;
         }
         if self.manual(MANUAL_PROMOTE) {
-            self.event(false, "Synced", "promotion requested by the sluice.dev/promote annotation");
+            self.event(
+                false,
+                "Synced",
+                "promotion requested by the sluice.dev/promote annotation",
+            );
             self.promote();
             return;
         }
@@ -314,7 +344,9 @@ impl Run<'_> {
             None => return,
             Some(HookOutcome::Failed { hook, reason }) => {
                 self.set_phase(Phase::Waiting);
-                self.status.message = Some(format!("waiting for approval from confirm-rollout hook {hook}: {reason}"));
+                self.status.message = Some(format!(
+                    "waiting for approval from confirm-rollout hook {hook}: {reason}"
+                ));
                 return;
             }
             Some(HookOutcome::Passed) => {}
@@ -355,8 +387,12 @@ impl Run<'_> {
 
     fn set_weight(&mut self, weight: u32) {
         self.status.canary_weight = weight;
-        self.actions.push(Action::SetRoutes(Routes::canary_weight(weight)));
-        let message = format!("advance {} canary weight {weight}", self.spec.target_ref.name);
+        self.actions
+            .push(Action::SetRoutes(Routes::canary_weight(weight)));
+        let message = format!(
+            "advance {} canary weight {weight}",
+            self.spec.target_ref.name
+        );
         self.status.message = Some(message.clone());
         self.event(false, "Synced", &message);
     }
@@ -389,8 +425,14 @@ impl Run<'_> {
             self.needs.metrics = true;
             return;
         };
-        let Some(rollout_hook) = rollout_hook else { return };
-        let judgement = analysis::judge(&self.spec.analysis, &mut self.status.evidence, &observations);
+        let Some(rollout_hook) = rollout_hook else {
+            return;
+        };
+        let judgement = analysis::judge(
+            &self.spec.analysis,
+            &mut self.status.evidence,
+            &observations,
+        );
         self.judgement = Some(judgement.clone());
         self.status.last_analysis_time = Some(rfc3339(self.now));
         if let HookOutcome::Failed { hook, reason } = rollout_hook {
@@ -399,8 +441,14 @@ impl Run<'_> {
         }
         match judgement.verdict {
             Verdict::Rollback { metric, reason } => self.rollback(&format!("{metric}: {reason}")),
-            Verdict::FailedCheck { metric, failed_checks, threshold } => {
-                let message = format!("{metric} check failed ({failed_checks} of threshold {threshold}); holding");
+            Verdict::FailedCheck {
+                metric,
+                failed_checks,
+                threshold,
+            } => {
+                let message = format!(
+                    "{metric} check failed ({failed_checks} of threshold {threshold}); holding"
+                );
                 self.status.message = Some(message.clone());
                 self.event(true, "Synced", &message);
             }
@@ -433,13 +481,17 @@ impl Run<'_> {
         match self.spec.strategy() {
             Strategy::Canary => {
                 let weights = schedule(self.spec);
-                let position = weights.iter().position(|&w| w >= self.status.canary_weight).unwrap_or(0);
+                let position = weights
+                    .iter()
+                    .position(|&w| w >= self.status.canary_weight)
+                    .unwrap_or(0);
                 if position + 1 < weights.len() {
                     match self.hook(HookType::ConfirmTrafficIncrease) {
                         None => {}
                         Some(HookOutcome::Failed { hook, reason }) => {
-                            self.status.message =
-                                Some(format!("waiting for approval from confirm-traffic-increase hook {hook}: {reason}"));
+                            self.status.message = Some(format!(
+                                "waiting for approval from confirm-traffic-increase hook {hook}: {reason}"
+                            ));
                         }
                         Some(HookOutcome::Passed) => {
                             self.status.last_step_time = Some(rfc3339(self.now));
@@ -455,20 +507,26 @@ impl Run<'_> {
                     self.status.last_step_time = Some(rfc3339(self.now));
                 }
                 if self.status.iterations < steps {
-                    self.status.message = Some(format!("iteration {} of {steps}", self.status.iterations));
+                    self.status.message =
+                        Some(format!("iteration {} of {steps}", self.status.iterations));
                     return;
                 }
             }
         }
         if !ready {
-            self.status.message = Some("schedule done; collecting evidence before promotion (analysis.minSamplePerArm)".into());
+            self.status.message = Some(
+                "schedule done; collecting evidence before promotion (analysis.minSamplePerArm)"
+                    .into(),
+            );
             return;
         }
         match self.hook(HookType::ConfirmPromotion) {
             None => {}
             Some(HookOutcome::Failed { hook, reason }) => {
                 self.set_phase(Phase::WaitingPromotion);
-                self.status.message = Some(format!("waiting for approval from confirm-promotion hook {hook}: {reason}"));
+                self.status.message = Some(format!(
+                    "waiting for approval from confirm-promotion hook {hook}: {reason}"
+                ));
             }
             Some(HookOutcome::Passed) => self.promote(),
         }
@@ -477,13 +535,17 @@ impl Run<'_> {
     fn promote(&mut self) {
         if self.spec.strategy() == Strategy::BlueGreen {
             // Blue/green switches all traffic to the analysed canary while the primary updates.
-            self.actions.push(Action::SetRoutes(Routes::canary_weight(100)));
+            self.actions
+                .push(Action::SetRoutes(Routes::canary_weight(100)));
             self.status.canary_weight = 100;
         }
         self.set_phase(Phase::Promoting);
         self.status.last_step_time = Some(rfc3339(self.now));
         self.actions.push(Action::PromotePrimary);
-        let message = format!("copying {} template spec to {}-primary", self.spec.target_ref.name, self.spec.target_ref.name);
+        let message = format!(
+            "copying {} template spec to {}-primary",
+            self.spec.target_ref.name, self.spec.target_ref.name
+        );
         self.status.message = Some(message.clone());
         self.event(false, "Synced", &message);
         self.requeue = READINESS_POLL.min(self.requeue);
@@ -497,16 +559,21 @@ impl Run<'_> {
                 self.route_back_to_primary();
             }
             primary => {
-                let message = primary.as_ref().and_then(|p| p.message.clone()).unwrap_or_default();
+                let message = primary
+                    .as_ref()
+                    .and_then(|p| p.message.clone())
+                    .unwrap_or_default();
                 if self.deadline_passed(parse_time(&self.status.last_step_time)) {
                     self.set_phase(Phase::Failed);
                     self.actions.push(Action::SetRoutes(Routes::all_primary()));
-                    let text = format!("the primary did not become ready after the promotion: {message}");
+                    let text =
+                        format!("the primary did not become ready after the promotion: {message}");
                     self.status.message = Some(text.clone());
                     self.set_condition("False", "Failed", &text);
                     self.event(true, "Synced", &text);
                 } else {
-                    self.status.message = Some(format!("waiting for the primary to roll out: {message}"));
+                    self.status.message =
+                        Some(format!("waiting for the primary to roll out: {message}"));
                     self.requeue = READINESS_POLL.min(self.requeue);
                 }
             }
@@ -515,10 +582,16 @@ impl Run<'_> {
 
     /// Shifts traffic back to the (now promoted) primary: at once, or by stepWeightPromotion.
     fn route_back_to_primary(&mut self) {
-        let step = self.spec.analysis.step_weight_promotion.unwrap_or(100).max(1);
+        let step = self
+            .spec
+            .analysis
+            .step_weight_promotion
+            .unwrap_or(100)
+            .max(1);
         let weight = self.status.canary_weight.saturating_sub(step);
         self.status.canary_weight = weight;
-        self.actions.push(Action::SetRoutes(Routes::canary_weight(weight)));
+        self.actions
+            .push(Action::SetRoutes(Routes::canary_weight(weight)));
         if weight > 0 {
             self.status.message = Some(format!("promoting: canary weight {weight}"));
         }
@@ -526,7 +599,8 @@ impl Run<'_> {
 
     fn finalise(&mut self, revision: &str) {
         if self.status.canary_weight > 0 {
-            let due = parse_time(&self.status.last_step_time).unwrap_or(self.now) + self.spec.analysis.interval.as_secs() as i64;
+            let due = parse_time(&self.status.last_step_time).unwrap_or(self.now)
+                + self.spec.analysis.interval.as_secs() as i64;
             if self.now < due {
                 self.requeue = (due - self.now) as u64;
                 return;
@@ -540,7 +614,10 @@ impl Run<'_> {
         self.actions.push(Action::ScaleTarget(0));
         self.set_phase(Phase::Succeeded);
         self.status.last_promoted_spec = Some(revision.to_string());
-        let message = format!("promotion completed: {}-primary runs the new revision", self.spec.target_ref.name);
+        let message = format!(
+            "promotion completed: {}-primary runs the new revision",
+            self.spec.target_ref.name
+        );
         self.status.message = Some(message.clone());
         self.set_condition("True", "Succeeded", &message);
         self.actions.push(Action::Notify(HookType::PostRollout));

@@ -28,3 +28,24 @@ pub trait Router: Send + Sync {
     /// Where traffic points now.
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Routes, RouterError>>;
 }
+
+pub mod gateway_api;
+pub mod kubernetes;
+
+/// The provider names `for_provider` knows.
+pub const PROVIDERS: [&str; 3] = ["gatewayapi", "gatewayapi:v1", "kubernetes"];
+
+/// The router for a provider name, as Flagger's `--mesh-provider` / `spec.provider` spell them.
+pub fn for_provider(
+    provider: &str,
+    cluster: std::sync::Arc<dyn crate::cluster::Cluster>,
+) -> Result<Box<dyn Router>, RouterError> {
+    match provider {
+        "gatewayapi" | "gatewayapi:v1" => Ok(Box::new(gateway_api::GatewayApi::new(cluster))),
+        "kubernetes" => Ok(Box::new(kubernetes::KubernetesService::new(cluster))),
+        other => Err(RouterError::Invalid(format!(
+            "unknown router provider {other:?}; known providers: {}",
+            PROVIDERS.join(", ")
+        ))),
+    }
+}

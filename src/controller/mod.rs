@@ -1,0 +1,5 @@
+//! The controller: reconcile one Canary (`reconcile.rs`, shared with the demo and tests), its
+//! metrics source (`observer.rs`).
+
+pub mod observer;
+pub mod reconcile;

@@ -1,0 +1,182 @@
+//! Metrics for the controller: the Canary's MetricTemplates read from the cluster, rendered and
+//! run against Prometheus. Every failure becomes "no data" with its reason, so an outage or a
+//! broken template holds the release (and is reported) but never passes it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use serde_json::Value;
+
+use crate::analysis::Observation;
+use crate::api::{Canary, MetricTemplate, ProviderSpec};
+use crate::cluster::{Cluster, ObjectRef};
+use crate::metrics::collect::Collector;
+use crate::metrics::prometheus::{Credentials, PrometheusProvider};
+use crate::metrics::{BoxFuture, Provider};
+
+/// Where the rollout's observations come from.
+pub trait Observer: Send + Sync {
+    /// Every metric of the Canary over the interval ending at `at` (Unix seconds).
+    fn observe<'a>(&'a self, canary: &'a Canary, at: i64) -> BoxFuture<'a, Vec<Observation>>;
+}
+
+pub struct PrometheusObserver {
+    cluster: Arc<dyn Cluster>,
+    /// Used for templates without `spec.provider.address`.
+    default_address: Option<String>,
+    timeout: Duration,
+}
+
+impl PrometheusObserver {
+    pub fn new(
+        cluster: Arc<dyn Cluster>,
+        default_address: Option<String>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            cluster,
+            default_address,
+            timeout,
+        }
+    }
+
+    async fn templates(&self, canary: &Canary) -> Result<Vec<MetricTemplate>, String> {
+        let namespace = canary.namespace().unwrap_or_else(|| "default".into());
+        let mut references = Vec::new();
+        for metric in &canary.spec.analysis.metrics {
+            references.extend(metric.template_ref.iter());
+            references.extend(
+                metric
+                    .comparison
+                    .iter()
+                    .filter_map(|c| c.requests_template_ref.as_ref()),
+            );
+        }
+        let mut templates = Vec::new();
+        for reference in references {
+            let ns = reference
+                .namespace
+                .clone()
+                .unwrap_or_else(|| namespace.clone());
+            let object = ObjectRef::new(
+                "sluice.dev/v1alpha1",
+                "MetricTemplate",
+                &ns,
+                &reference.name,
+            );
+            match self.cluster.get(&object).await {
+                Ok(Some(value)) => {
+                    let template: MetricTemplate = serde_json::from_value(value)
+                        .map_err(|e| format!("{object} is invalid: {e}"))?;
+                    templates.push(template);
+                }
+                Ok(None) => return Err(format!("{object} not found")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(templates)
+    }
+
+    async fn credentials(
+        &self,
+        namespace: &str,
+        spec: &ProviderSpec,
+    ) -> Result<Credentials, String> {
+        let Some(reference) = &spec.secret_ref else {
+            return Ok(Credentials::None);
+        };
+        let object = ObjectRef::new("v1", "Secret", namespace, &reference.name);
+        let secret = self
+            .cluster
+            .get(&object)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("spec.provider.secretRef: {object} not found"))?;
+        let value = |key: &str| secret_value(&secret, key);
+        if let Some(token) = value("token") {
+            return Ok(Credentials::Bearer(token));
+        }
+        match (value("username"), value("password")) {
+            (Some(username), Some(password)) => Ok(Credentials::Basic { username, password }),
+            _ => Err(format!(
+                "{object} needs the key token, or username and password"
+            )),
+        }
+    }
+
+    async fn collect(&self, canary: &Canary, at: i64) -> Result<Vec<Observation>, String> {
+        let templates = self.templates(canary).await?;
+        let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        for template in &templates {
+            let name = template.name_any();
+            let namespace = template
+                .namespace()
+                .unwrap_or_else(|| canary.namespace().unwrap_or_default());
+            let spec = &template.spec.provider;
+            let address = spec
+                .address
+                .clone()
+                .or_else(|| self.default_address.clone())
+                .ok_or_else(|| format!("MetricTemplate {name}: spec.provider.address is not set and the controller has no --prometheus-address"))?;
+            let credentials = self.credentials(&namespace, spec).await?;
+            let provider = PrometheusProvider::new(spec, &address, &credentials, self.timeout)
+                .map_err(|e| format!("MetricTemplate {name}: {e}"))?;
+            providers.insert(name, Arc::new(provider));
+        }
+        let collector = Collector::new(canary, &templates, |name, _| {
+            providers
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("no provider for {name}"))
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(collector
+            .observe(at)
+            .await
+            .into_iter()
+            .map(|(metric, result)| Observation {
+                metric,
+                result: result.map_err(|e| e.to_string()),
+            })
+            .collect())
+    }
+}
+
+impl Observer for PrometheusObserver {
+    fn observe<'a>(&'a self, canary: &'a Canary, at: i64) -> BoxFuture<'a, Vec<Observation>> {
+        Box::pin(async move {
+            match self.collect(canary, at).await {
+                Ok(observations) => observations,
+                Err(reason) => canary
+                    .spec
+                    .analysis
+                    .metrics
+                    .iter()
+                    .map(|m| Observation {
+                        metric: m.name.clone(),
+                        result: Err(reason.clone()),
+                    })
+                    .collect(),
+            }
+        })
+    }
+}
+
+fn secret_value(secret: &Value, key: &str) -> Option<String> {
+    use base64::Engine as _;
+    if let Some(text) = secret
+        .pointer(&format!("/stringData/{key}"))
+        .and_then(Value::as_str)
+    {
+        return Some(text.to_string());
+    }
+    let encoded = secret
+        .pointer(&format!("/data/{key}"))
+        .and_then(Value::as_str)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}

@@ -1,0 +1,339 @@
+//! Whole releases through `controller::reconcile` over the in-memory cluster, with the Gateway
+//! API router: the objects sluice creates, every HTTPRoute weight it writes, and the phases.
+//! The cluster is persisted to a file and reopened before every reconcile, as if the controller
+//! restarted at every step.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use sluice::analysis::{Observation, Observed, RequestCounts};
+use sluice::api::{Canary, Phase};
+use sluice::cluster::memory::MemoryCluster;
+use sluice::cluster::{Cluster, ObjectRef};
+use sluice::controller::observer::Observer;
+use sluice::controller::reconcile::{Context, load_canary, reconcile};
+use sluice::hooks::Hooks;
+use sluice::metrics::BoxFuture;
+
+const T0: i64 = 1_800_000_000;
+
+/// Healthy or failing counts, whatever the time; counts how often it was asked.
+struct Scripted {
+    canary_errors: u64,
+    asked: Mutex<u32>,
+}
+
+impl Observer for Scripted {
+    fn observe<'a>(&'a self, _: &'a Canary, _: i64) -> BoxFuture<'a, Vec<Observation>> {
+        *self.asked.lock().unwrap() += 1;
+        let errors = self.canary_errors;
+        Box::pin(async move {
+            vec![Observation {
+                metric: "errors".into(),
+                result: Ok(Observed::Counts {
+                    canary: RequestCounts {
+                        requests: 600.0,
+                        errors: errors as f64,
+                    },
+                    primary: RequestCounts {
+                        requests: 5400.0,
+                        errors: 5.0,
+                    },
+                }),
+            }]
+        })
+    }
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn target(image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "podinfo"}},
+            "template": {
+                "metadata": {"labels": {"app": "podinfo"}},
+                "spec": {"containers": [{
+                    "name": "podinfo", "image": image,
+                    "envFrom": [{"configMapRef": {"name": "podinfo-config"}}]
+                }]}
+            }
+        }
+    })
+}
+
+fn canary() -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test", "uid": "0000-1111"},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9898, "gatewayRefs": [{"name": "public", "namespace": "gateways"}], "hosts": ["podinfo.example.test"]},
+            "analysis": {
+                "interval": "1m", "threshold": 5, "stepWeight": 10, "maxWeight": 50,
+                "metrics": [{"name": "errors", "templateRef": {"name": "app-errors"},
+                             "comparison": {"type": "errorRate", "requestsTemplateRef": {"name": "app-requests"}}}]
+            }
+        }
+    })
+}
+
+fn route_weights(cluster: &MemoryCluster) -> Option<(u64, u64)> {
+    let route = block(cluster.get(&ObjectRef::new(
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        "test",
+        "podinfo",
+    )))
+    .unwrap()?;
+    let refs = route
+        .pointer("/spec/rules/0/backendRefs")?
+        .as_array()?
+        .clone();
+    let weight = |name: &str| {
+        refs.iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r["weight"].as_u64())
+            .unwrap_or(0)
+    };
+    Some((weight("podinfo-primary"), weight("podinfo-canary")))
+}
+
+struct Trail {
+    /// Phase and canary weight after each reconcile.
+    phases: Vec<(Phase, u32)>,
+    /// Every change of the HTTPRoute's (primary, canary) weights, in order.
+    routes: Vec<(u64, u64)>,
+    now: i64,
+}
+
+/// Reconciles until the phase is one of `until` (after having left it), reopening the cluster
+/// from `file` every time.
+fn run(file: &Path, observer: Arc<dyn Observer>, start: i64, until: &[Phase], max: usize) -> Trail {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut trail = Trail {
+        phases: Vec::new(),
+        routes: Vec::new(),
+        now: start,
+    };
+    let mut last_route = route_weights(&MemoryCluster::persisted(file.to_path_buf()).unwrap());
+    for _ in 0..max {
+        let cluster = Arc::new(MemoryCluster::persisted(file.to_path_buf()).unwrap());
+        cluster.set_now(trail.now);
+        let ctx = Context {
+            cluster: cluster.clone(),
+            hooks: Hooks::new().unwrap(),
+            observer: observer.clone(),
+            default_router: "gatewayapi".into(),
+        };
+        let canary = block(load_canary(cluster.as_ref(), "test", "podinfo"))
+            .unwrap()
+            .unwrap();
+        let outcome = block(reconcile(&ctx, &canary, trail.now)).unwrap();
+        let status = outcome.decision.status;
+        trail
+            .phases
+            .push((status.phase.unwrap(), status.canary_weight));
+        let route = route_weights(&cluster);
+        if route != last_route {
+            if let Some(r) = route {
+                trail.routes.push(r);
+            }
+            last_route = route;
+        }
+        trail.now += outcome.decision.requeue_seconds as i64;
+        if until.contains(&status.phase.unwrap()) && trail.phases.len() > 1 {
+            break;
+        }
+    }
+    trail
+}
+
+fn setup(dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("cluster.json");
+    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
+    cluster.set_now(T0);
+    cluster.set_ready_delay(20);
+    block(cluster.apply(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "podinfo-config", "namespace": "test"},
+        "data": {"color": "blue"}
+    })))
+    .unwrap();
+    block(cluster.apply(target("podinfo:6.0.0"))).unwrap();
+    block(cluster.apply(canary())).unwrap();
+    file
+}
+
+fn dedup(phases: &[(Phase, u32)]) -> Vec<(Phase, u32)> {
+    let mut out: Vec<(Phase, u32)> = phases.to_vec();
+    out.dedup();
+    out
+}
+
+#[test]
+fn a_full_release_and_a_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = setup(dir.path());
+    let healthy = Arc::new(Scripted {
+        canary_errors: 1,
+        asked: Mutex::new(0),
+    });
+
+    // Bootstrap: primary, Services, config copy and HTTPRoute; the target scaled to zero.
+    let init = run(&file, healthy.clone(), T0, &[Phase::Initialized], 10);
+    assert_eq!(init.phases.last(), Some(&(Phase::Initialized, 0)));
+    assert_eq!(init.routes, [(100, 0)]);
+    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
+    let names = |kind: &str| -> Vec<String> {
+        cluster
+            .objects_of_kind(kind)
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("Deployment"), ["podinfo", "podinfo-primary"]);
+    assert_eq!(
+        names("Service"),
+        ["podinfo", "podinfo-canary", "podinfo-primary"]
+    );
+    assert_eq!(
+        names("ConfigMap"),
+        ["podinfo-config", "podinfo-config-primary"]
+    );
+    let route = &cluster.objects_of_kind("HTTPRoute")[0];
+    assert_eq!(route["spec"]["parentRefs"][0]["name"], "public");
+    assert_eq!(route["spec"]["hostnames"][0], "podinfo.example.test");
+    let target_replicas = |c: &MemoryCluster| {
+        block(c.get(&ObjectRef::new("apps/v1", "Deployment", "test", "podinfo")))
+            .unwrap()
+            .unwrap()["spec"]["replicas"]
+            .clone()
+    };
+    assert_eq!(target_replicas(&cluster), 0);
+
+    // A new image: the full release.
+    block(cluster.apply(target("podinfo:6.0.1"))).unwrap();
+    drop(cluster);
+    let release = run(
+        &file,
+        healthy.clone(),
+        init.now,
+        &[Phase::Succeeded, Phase::Failed],
+        60,
+    );
+    assert_eq!(
+        dedup(&release.phases),
+        [
+            (Phase::Progressing, 0),
+            (Phase::Progressing, 10),
+            (Phase::Progressing, 20),
+            (Phase::Progressing, 30),
+            (Phase::Progressing, 40),
+            (Phase::Progressing, 50),
+            (Phase::Promoting, 50),
+            (Phase::Finalising, 0),
+            (Phase::Succeeded, 0),
+        ]
+    );
+    assert_eq!(
+        release.routes,
+        [(90, 10), (80, 20), (70, 30), (60, 40), (50, 50), (100, 0)]
+    );
+    assert_eq!(*healthy.asked.lock().unwrap(), 5);
+    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
+    let primary = block(cluster.get(&ObjectRef::new(
+        "apps/v1",
+        "Deployment",
+        "test",
+        "podinfo-primary",
+    )))
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        primary["spec"]["template"]["spec"]["containers"][0]["image"],
+        "podinfo:6.0.1"
+    );
+    assert_eq!(target_replicas(&cluster), 0);
+    let reasons: Vec<String> = cluster
+        .events()
+        .iter()
+        .map(|e| e.event.message.clone())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|m| m.contains("advance podinfo canary weight 30")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|m| m.contains("promotion completed")),
+        "{reasons:?}"
+    );
+
+    // Another image, failing: rolled back at the first analysis, traffic back to the primary.
+    block(cluster.apply(target("podinfo:6.0.2"))).unwrap();
+    drop(cluster);
+    let failing = Arc::new(Scripted {
+        canary_errors: 40,
+        asked: Mutex::new(0),
+    });
+    let rollback = run(
+        &file,
+        failing,
+        release.now,
+        &[Phase::Succeeded, Phase::Failed],
+        30,
+    );
+    assert_eq!(
+        dedup(&rollback.phases),
+        [
+            (Phase::Progressing, 0),
+            (Phase::Progressing, 10),
+            (Phase::Failed, 0)
+        ]
+    );
+    assert_eq!(rollback.routes, [(90, 10), (100, 0)]);
+    let cluster = MemoryCluster::persisted(file).unwrap();
+    let primary = block(cluster.get(&ObjectRef::new(
+        "apps/v1",
+        "Deployment",
+        "test",
+        "podinfo-primary",
+    )))
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        primary["spec"]["template"]["spec"]["containers"][0]["image"],
+        "podinfo:6.0.1"
+    );
+    assert_eq!(target_replicas(&cluster), 0);
+    let stored = block(load_canary(&cluster, "test", "podinfo"))
+        .unwrap()
+        .unwrap();
+    let status = stored.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert!(
+        status
+            .message
+            .unwrap()
+            .contains("rolling back podinfo: errors:")
+    );
+    assert!(
+        status.evidence.metrics[0]
+            .sequential
+            .as_ref()
+            .unwrap()
+            .rejected
+    );
+}

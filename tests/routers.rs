@@ -1,0 +1,378 @@
+//! The routers over the in-memory cluster: the exact HTTPRoute the Gateway API router writes for
+//! each kind of split, reading it back, and the Kubernetes router's selector switch.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sluice::api::Canary;
+use sluice::cluster::memory::MemoryCluster;
+use sluice::cluster::{Cluster, ObjectRef, objects};
+use sluice::rollout::Routes;
+use sluice::router::{self, Router, RouterError};
+
+const UID: &str = "0b7c6f1e-4a55-4c4e-9a51-2f0c7d1e9b11";
+
+fn canary() -> Canary {
+    serde_yaml_ng::from_str(
+        r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: test
+  uid: 0b7c6f1e-4a55-4c4e-9a51-2f0c7d1e9b11
+spec:
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  service:
+    port: 9898
+    gatewayRefs:
+      - name: public
+        namespace: gateway-system
+        sectionName: https
+      - name: internal
+    hosts:
+      - podinfo.example.com
+      - podinfo.test.svc
+  analysis:
+    interval: 1m
+    iterations: 10
+    match:
+      - headers:
+          x-canary:
+            exact: insider
+      - headers:
+          cookie:
+            regex: "^(.*?;)?(canary=always)(;.*)?$"
+          user-agent:
+            prefix: "Mozilla/5.0 (iPhone"
+"#,
+    )
+    .unwrap()
+}
+
+fn route_ref() -> ObjectRef {
+    ObjectRef::new(
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        "test",
+        "podinfo",
+    )
+}
+
+async fn stored_route(cluster: &MemoryCluster) -> Value {
+    let mut route = cluster.get(&route_ref()).await.unwrap().unwrap();
+    // The in-memory cluster adds a generation; the rest is what the router wrote.
+    route["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("generation");
+    route
+}
+
+fn route_with_rules(rules: Value) -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {
+            "name": "podinfo",
+            "namespace": "test",
+            "ownerReferences": [{
+                "apiVersion": "sluice.dev/v1alpha1",
+                "kind": "Canary",
+                "name": "podinfo",
+                "uid": UID,
+                "controller": true,
+                "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": {
+            "parentRefs": [
+                {"name": "public", "namespace": "gateway-system", "sectionName": "https"},
+                {"name": "internal"},
+            ],
+            "hostnames": ["podinfo.example.com", "podinfo.test.svc"],
+            "rules": rules,
+        },
+    })
+}
+
+fn weighted(primary: u32, canary: u32) -> Value {
+    json!({"backendRefs": [
+        {"name": "podinfo-primary", "port": 9898, "weight": primary},
+        {"name": "podinfo-canary", "port": 9898, "weight": canary},
+    ]})
+}
+
+fn gateway(cluster: &Arc<MemoryCluster>) -> Box<dyn Router> {
+    router::for_provider("gatewayapi", cluster.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn gateway_api_splits_by_weight() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = gateway(&cluster);
+    let canary = canary();
+    router
+        .set_routes(&canary, Routes::canary_weight(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_route(&cluster).await,
+        route_with_rules(json!([weighted(90, 10)]))
+    );
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::canary_weight(10)
+    );
+}
+
+#[tokio::test]
+async fn gateway_api_sends_matching_requests_to_the_canary_for_ab_testing() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = gateway(&cluster);
+    let canary = canary();
+    let ab = Routes {
+        canary_match: true,
+        ..Routes::all_primary()
+    };
+    router.set_routes(&canary, ab).await.unwrap();
+    let matched = json!({
+        "matches": [
+            {"headers": [{"name": "x-canary", "type": "Exact", "value": "insider"}]},
+            {"headers": [
+                {"name": "cookie", "type": "RegularExpression",
+                 "value": "^(.*?;)?(canary=always)(;.*)?$"},
+                {"name": "user-agent", "type": "RegularExpression",
+                 "value": r"^Mozilla/5\.0 \(iPhone.*"},
+            ]},
+        ],
+        "backendRefs": [
+            {"name": "podinfo-primary", "port": 9898, "weight": 0},
+            {"name": "podinfo-canary", "port": 9898, "weight": 100},
+        ],
+    });
+    assert_eq!(
+        stored_route(&cluster).await,
+        route_with_rules(json!([matched, weighted(100, 0)]))
+    );
+    assert_eq!(router.get_routes(&canary).await.unwrap(), ab);
+
+    // Back to the primary: the A/B rule goes away.
+    router
+        .set_routes(&canary, Routes::all_primary())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_route(&cluster).await,
+        route_with_rules(json!([weighted(100, 0)]))
+    );
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::all_primary()
+    );
+}
+
+#[tokio::test]
+async fn gateway_api_ab_testing_needs_header_matches() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = gateway(&cluster);
+    let mut canary = canary();
+    let ab = Routes {
+        canary_match: true,
+        ..Routes::all_primary()
+    };
+    canary.spec.analysis.matches[0].headers.clear();
+    let error = router.set_routes(&canary, ab).await.unwrap_err();
+    assert!(error.to_string().contains("analysis.match[0]"), "{error}");
+    canary.spec.analysis.matches.clear();
+    assert!(router.set_routes(&canary, ab).await.is_err());
+    // Nothing was written.
+    assert_eq!(cluster.get(&route_ref()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn gateway_api_reconcile_creates_the_route_then_keeps_its_weights() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = gateway(&cluster);
+    let mut canary = canary();
+    assert!(router.get_routes(&canary).await.is_err());
+
+    router.reconcile(&canary).await.unwrap();
+    assert_eq!(
+        stored_route(&cluster).await,
+        route_with_rules(json!([weighted(100, 0)]))
+    );
+
+    router
+        .set_routes(&canary, Routes::canary_weight(30))
+        .await
+        .unwrap();
+    // A new gateway in the Canary reaches the route; the release's weights stay.
+    canary.spec.service.as_mut().unwrap().gateway_refs.pop();
+    router.reconcile(&canary).await.unwrap();
+    let route = stored_route(&cluster).await;
+    assert_eq!(
+        route["spec"]["parentRefs"],
+        json!([{"name": "public", "namespace": "gateway-system", "sectionName": "https"}])
+    );
+    assert_eq!(route["spec"]["rules"], json!([weighted(70, 30)]));
+}
+
+#[tokio::test]
+async fn gateway_api_reads_relative_and_defaulted_weights_as_percentages() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = gateway(&cluster);
+    let canary = canary();
+    // As an API server would store it after defaulting (path match, group, kind), with weights
+    // someone edited by hand.
+    let mut route = route_with_rules(json!([{
+        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+        "backendRefs": [
+            {"group": "", "kind": "Service", "name": "podinfo-primary", "port": 9898, "weight": 3},
+            {"group": "", "kind": "Service", "name": "podinfo-canary", "port": 9898, "weight": 1},
+        ],
+    }]));
+    cluster.apply(route.clone()).await.unwrap();
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::canary_weight(25)
+    );
+    route["spec"]["rules"] = json!([{"backendRefs": [{"name": "other", "port": 80}]}]);
+    cluster.apply(route).await.unwrap();
+    let error = router.get_routes(&canary).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("sends no traffic to podinfo-primary"),
+        "{error}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes Services
+
+async fn cluster_with_services() -> Arc<MemoryCluster> {
+    let cluster = Arc::new(MemoryCluster::new());
+    let target = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "podinfo"}}},
+    });
+    for service in objects::services(&canary(), UID, &target).unwrap() {
+        cluster.apply(service).await.unwrap();
+    }
+    cluster
+}
+
+async fn apex(cluster: &MemoryCluster) -> Value {
+    cluster
+        .get(&ObjectRef::new("v1", "Service", "test", "podinfo"))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn kubernetes_switches_the_apex_selector_between_the_arms() {
+    let cluster = cluster_with_services().await;
+    let router = router::for_provider("kubernetes", cluster.clone()).unwrap();
+    let canary = canary();
+    router.reconcile(&canary).await.unwrap();
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::all_primary()
+    );
+    let before = apex(&cluster).await;
+
+    router
+        .set_routes(&canary, Routes::canary_weight(100))
+        .await
+        .unwrap();
+    let after = apex(&cluster).await;
+    assert_eq!(
+        after["spec"]["selector"],
+        json!({"app.kubernetes.io/name": "podinfo"})
+    );
+    // Only the selector moved.
+    assert_eq!(after["spec"]["ports"], before["spec"]["ports"]);
+    assert_eq!(
+        after["metadata"]["ownerReferences"],
+        before["metadata"]["ownerReferences"]
+    );
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::canary_weight(100)
+    );
+
+    router
+        .set_routes(&canary, Routes::all_primary())
+        .await
+        .unwrap();
+    assert_eq!(
+        apex(&cluster).await["spec"]["selector"],
+        json!({"app.kubernetes.io/name": "podinfo-primary"})
+    );
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::all_primary()
+    );
+}
+
+#[tokio::test]
+async fn kubernetes_refuses_to_split_or_match() {
+    let cluster = cluster_with_services().await;
+    let router = router::for_provider("kubernetes", cluster.clone()).unwrap();
+    let canary = canary();
+    let error = router
+        .set_routes(&canary, Routes::canary_weight(50))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("cannot split it 50/50"),
+        "{error}"
+    );
+    let ab = Routes {
+        canary_match: true,
+        ..Routes::all_primary()
+    };
+    assert!(router.set_routes(&canary, ab).await.is_err());
+    assert_eq!(
+        apex(&cluster).await["spec"]["selector"],
+        json!({"app.kubernetes.io/name": "podinfo-primary"})
+    );
+}
+
+#[tokio::test]
+async fn kubernetes_needs_the_services() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = router::for_provider("kubernetes", cluster).unwrap();
+    let error = router.reconcile(&canary()).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("Service test/podinfo does not exist"),
+        "{error}"
+    );
+}
+
+#[test]
+fn providers_are_chosen_by_name() {
+    let cluster: Arc<dyn Cluster> = Arc::new(MemoryCluster::new());
+    for name in ["gatewayapi", "gatewayapi:v1", "kubernetes"] {
+        assert!(
+            router::for_provider(name, cluster.clone()).is_ok(),
+            "{name}"
+        );
+    }
+    let Err(RouterError::Invalid(message)) = router::for_provider("istio", cluster) else {
+        panic!("istio is not a provider yet");
+    };
+    assert_eq!(
+        message,
+        "unknown router provider \"istio\"; known providers: gatewayapi, gatewayapi:v1, kubernetes"
+    );
+}
