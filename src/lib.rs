@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod api;
 pub mod cluster;
 pub mod controller;
+pub mod demo;
 pub mod hooks;
 pub mod metrics;
 pub mod rollout;

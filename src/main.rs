@@ -48,6 +48,14 @@ enum Command {
     Analyse(AnalyseArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
+    /// Run the Kubernetes controller (in-cluster credentials, or a kubeconfig).
+    ///
+    /// Exit codes: 0 after SIGTERM or Ctrl-C, 69 no reachable cluster, 1 other failures.
+    Controller(ControllerArgs),
+    /// Serve the demo workload: GET / with a set error rate and latency, /metrics, /healthz.
+    ///
+    /// Prints `listening on ADDRESS` as the first line on stdout; stops on Ctrl-C or SIGTERM.
+    DemoApp(DemoAppArgs),
 }
 
 #[derive(clap::Args)]
@@ -73,6 +81,57 @@ struct AnalyseArgs {
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
     /// Timeout for each query, in seconds.
+    #[arg(long, default_value_t = 10)]
+    query_timeout: u64,
+}
+
+#[derive(clap::Args)]
+struct DemoAppArgs {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Reported in every answer's body.
+    #[arg(long, default_value = "v1")]
+    version: String,
+    /// Fraction of requests answered 500.
+    #[arg(long, default_value_t = 0.001)]
+    error_rate: f64,
+    /// Median latency (lognormal), in milliseconds.
+    #[arg(long, default_value_t = 50.0)]
+    latency_median_ms: f64,
+    /// Spread of the latency: the standard deviation of its logarithm.
+    #[arg(long, default_value_t = 0.5)]
+    latency_sigma: f64,
+    /// Multiplies every latency.
+    #[arg(long, default_value_t = 1.0)]
+    latency_factor: f64,
+}
+
+#[derive(clap::Args)]
+struct ControllerArgs {
+    /// Where /healthz, /readyz and /metrics are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_address: std::net::SocketAddr,
+    /// Prometheus for MetricTemplates without spec.provider.address.
+    #[arg(long, value_name = "URL")]
+    prometheus_address: Option<String>,
+    /// Only one replica reconciles; the others stand by (a Lease in --lease-namespace).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    #[arg(long, default_value = "sluice-leader")]
+    lease_name: String,
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This replica's name in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Watch one namespace only (default: all).
+    #[arg(long)]
+    watch_namespace: Option<String>,
+    /// Router for Canaries without spec.provider: gatewayapi or kubernetes.
+    #[arg(long, default_value = "gatewayapi")]
+    router: String,
+    /// Timeout for each metrics query, in seconds.
     #[arg(long, default_value_t = 10)]
     query_timeout: u64,
 }
@@ -116,6 +175,40 @@ fn main() -> ExitCode {
             print!("{}", crds());
             ExitCode::SUCCESS
         }
+        Command::Controller(args) => run_controller(args),
+        Command::DemoApp(args) => {
+            use sluice::demo::app::{self, AppConfig, AppError};
+            let config = AppConfig {
+                version: args.version,
+                error_rate: args.error_rate,
+                latency_median_ms: args.latency_median_ms,
+                latency_sigma: args.latency_sigma,
+                latency_factor: args.latency_factor,
+            };
+            let announce = |address| {
+                println!("listening on {address}");
+                let _ = std::io::stdout().flush();
+            };
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| (1, format!("cannot start the async runtime: {e}")))
+                .and_then(|runtime| {
+                    runtime
+                        .block_on(app::run(config, args.listen, announce))
+                        .map_err(|e| match e {
+                            AppError::Invalid { .. } => (exit::USAGE, e.to_string()),
+                            e => (1, e.to_string()),
+                        })
+                });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err((code, message)) => {
+                    eprintln!("error: {message}");
+                    ExitCode::from(code)
+                }
+            }
+        }
         Command::Analyse(args) => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -134,6 +227,53 @@ fn main() -> ExitCode {
                     ExitCode::from(code)
                 }
             }
+        }
+    }
+}
+
+fn run_controller(args: ControllerArgs) -> ExitCode {
+    use sluice::controller::run::{Options, RunError, run};
+    if let Err(e) = sluice::router::for_provider(
+        &args.router,
+        Arc::new(sluice::cluster::memory::MemoryCluster::new()),
+    ) {
+        eprintln!("error: --router: {e}");
+        return ExitCode::from(exit::USAGE);
+    }
+    let identity = args.identity.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let options = Options {
+        metrics_address: args.metrics_address,
+        prometheus_address: args.prometheus_address,
+        leader_election: args.leader_election,
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace,
+        identity,
+        watch_namespace: args.watch_namespace,
+        router: args.router,
+        query_timeout: Duration::from_secs(args.query_timeout.max(1)),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let code = match e {
+                RunError::Config(_) | RunError::Unreachable { .. } => exit::UNREACHABLE,
+                _ => 1,
+            };
+            ExitCode::from(code)
         }
     }
 }

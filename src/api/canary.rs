@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -116,8 +116,21 @@ pub struct GatewayRef {
 }
 
 /// How a release advances and how it is judged (`spec.analysis`).
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    cel,
+    validation = Rule::new("has(self.iterations) || has(self.stepWeights) || (has(self.stepWeight) && has(self.maxWeight))")
+        .message("no schedule: set stepWeight and maxWeight (canary), stepWeights, or iterations (A/B, blue/green)"),
+    validation = Rule::new("!has(self.alpha) || (self.alpha > 0.0 && self.alpha <= 0.5)")
+        .message("alpha must be above 0 and at most 0.5; 0.01 accepts a 1% false-rollback rate"),
+    validation = Rule::new("!has(self.stepWeights) || self.stepWeights.all(w, w >= 1 && w <= 100)")
+        .message("stepWeights must each be from 1 to 100"),
+    validation = Rule::new("!has(self.maxWeight) || (self.maxWeight >= 1 && self.maxWeight <= 100)")
+        .message("maxWeight must be from 1 to 100"),
+    validation = Rule::new("!has(self.threshold) || self.threshold >= 1")
+        .message("threshold must be at least 1")
+)]
 pub struct Analysis {
     /// Time between two analysis steps; also each comparison's query window.
     #[serde(default = "default_interval")]
@@ -173,8 +186,15 @@ fn default_min_sample() -> u64 {
 
 /// One metric of the analysis: a guardrail (`thresholdRange`, as in Flagger) or a comparison of
 /// the canary with the primary (`comparison`, sluice's own).
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    cel,
+    validation = Rule::new("has(self.thresholdRange) != has(self.comparison)")
+        .message("a metric needs thresholdRange (a guardrail) or comparison (canary against primary), not both"),
+    validation = Rule::new("has(self.templateRef)")
+        .message("templateRef is required: sluice has no built-in queries")
+)]
 pub struct MetricCheck {
     pub name: String,
     /// The query window of a guardrail (`{{ interval }}`); defaults to `analysis.interval`.
@@ -209,8 +229,17 @@ pub struct TemplateRef {
 }
 
 /// A comparison of the canary with the primary, evaluated with an anytime-valid sequential test.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    cel,
+    validation = Rule::new("self.type != 'errorRate' || has(self.requestsTemplateRef)")
+        .message("type errorRate needs requestsTemplateRef, the template that counts all requests of an arm"),
+    validation = Rule::new("self.type != 'latency' || !has(self.requestsTemplateRef)")
+        .message("requestsTemplateRef applies to type errorRate only"),
+    validation = Rule::new("!has(self.quantile) || (self.type == 'latency' && self.quantile > 0.5 && self.quantile < 1.0)")
+        .message("quantile applies to type latency and must be above 0.5 and below 1")
+)]
 pub struct Comparison {
     #[serde(rename = "type")]
     pub kind: ComparisonKind,
@@ -324,4 +353,90 @@ pub struct StringMatch {
     pub prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regex: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The rules the API server enforces, evaluated here with kube's CEL interpreter.
+    #[test]
+    fn cel_rules_refuse_invalid_combinations() {
+        let errors = |r: Result<(), _>| -> String { format!("{:?}", r.err()) };
+        let ok = json!({"stepWeight": 10, "maxWeight": 50, "alpha": 0.01, "threshold": 5});
+        assert!(Analysis::validate_cel(&ok, None).is_ok());
+        assert!(Analysis::validate_cel(&json!({"iterations": 3}), None).is_ok());
+        assert!(
+            errors(Analysis::validate_cel(&json!({"stepWeight": 10}), None))
+                .contains("no schedule")
+        );
+        assert!(
+            errors(Analysis::validate_cel(
+                &json!({"iterations": 3, "alpha": 0.9}),
+                None
+            ))
+            .contains("alpha")
+        );
+        assert!(
+            errors(Analysis::validate_cel(
+                &json!({"stepWeights": [5, 150]}),
+                None
+            ))
+            .contains("stepWeights")
+        );
+
+        let guardrail =
+            json!({"name": "m", "templateRef": {"name": "t"}, "thresholdRange": {"min": 99}});
+        assert!(MetricCheck::validate_cel(&guardrail, None).is_ok());
+        let both = json!({"name": "m", "templateRef": {"name": "t"}, "thresholdRange": {"min": 99},
+                          "comparison": {"type": "latency"}});
+        assert!(errors(MetricCheck::validate_cel(&both, None)).contains("not both"));
+        let neither = json!({"name": "m", "templateRef": {"name": "t"}});
+        assert!(errors(MetricCheck::validate_cel(&neither, None)).contains("not both"));
+        let no_template = json!({"name": "m", "thresholdRange": {"min": 99}});
+        assert!(
+            errors(MetricCheck::validate_cel(&no_template, None))
+                .contains("templateRef is required")
+        );
+
+        let errors_ok = json!({"type": "errorRate", "requestsTemplateRef": {"name": "r"}});
+        assert!(Comparison::validate_cel(&errors_ok, None).is_ok());
+        assert!(
+            errors(Comparison::validate_cel(
+                &json!({"type": "errorRate"}),
+                None
+            ))
+            .contains("needs requestsTemplateRef")
+        );
+        let latency = json!({"type": "latency", "quantile": 0.99});
+        assert!(Comparison::validate_cel(&latency, None).is_ok());
+        assert!(
+            errors(Comparison::validate_cel(
+                &json!({"type": "latency", "quantile": 2.0}),
+                None
+            ))
+            .contains("quantile")
+        );
+        let mixed = json!({"type": "latency", "requestsTemplateRef": {"name": "r"}});
+        assert!(errors(Comparison::validate_cel(&mixed, None)).contains("errorRate only"));
+    }
+
+    #[test]
+    fn cel_rules_accept_the_example_canary() {
+        let text = include_str!("../../examples/canary.yaml");
+        let canary: Canary = serde_yaml_ng::from_str(text).unwrap();
+        let analysis = serde_json::to_value(&canary.spec.analysis).unwrap();
+        assert!(Analysis::validate_cel(&analysis, None).is_ok());
+        for (index, metric) in canary.spec.analysis.metrics.iter().enumerate() {
+            let value = serde_json::to_value(metric).unwrap();
+            assert!(
+                MetricCheck::validate_cel(&value, None).is_ok(),
+                "metric {index}"
+            );
+            if let Some(c) = &metric.comparison {
+                assert!(Comparison::validate_cel(&serde_json::to_value(c).unwrap(), None).is_ok());
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! Objects are plain JSON (`apiVersion`, `kind`, `metadata`, ...), so one trait serves every kind
 //! the controller touches and routers can manage kinds sluice has no Rust types for (HTTPRoute).
 
+pub mod kube;
 pub mod memory;
 pub mod objects;
 pub mod observe;

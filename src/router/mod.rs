@@ -31,6 +31,7 @@ pub trait Router: Send + Sync {
 
 pub mod gateway_api;
 pub mod kubernetes;
+pub mod local;
 
 /// The provider names `for_provider` knows.
 pub const PROVIDERS: [&str; 3] = ["gatewayapi", "gatewayapi:v1", "kubernetes"];
