@@ -3,6 +3,7 @@
 pub mod analyse;
 pub mod analysis;
 pub mod api;
+pub mod bench;
 pub mod cluster;
 pub mod controller;
 pub mod demo;

@@ -38,7 +38,7 @@ impl Observer for Scripted {
                     },
                     primary: RequestCounts {
                         requests: 5400.0,
-                        errors: 5.0,
+                        errors: 54.0,
                     },
                 }),
             }]
@@ -185,8 +185,9 @@ fn dedup(phases: &[(Phase, u32)]) -> Vec<(Phase, u32)> {
 fn a_full_release_and_a_rollback() {
     let dir = tempfile::tempdir().unwrap();
     let file = setup(dir.path());
+    // 1% errors in both arms: enough events for the evidence to rule out a regression.
     let healthy = Arc::new(Scripted {
-        canary_errors: 1,
+        canary_errors: 6,
         asked: Mutex::new(0),
     });
 
@@ -285,7 +286,7 @@ fn a_full_release_and_a_rollback() {
     block(cluster.apply(target("podinfo:6.0.2"))).unwrap();
     drop(cluster);
     let failing = Arc::new(Scripted {
-        canary_errors: 40,
+        canary_errors: 90,
         asked: Mutex::new(0),
     });
     let rollback = run(

@@ -57,7 +57,7 @@ fn world(revision: &str) -> World {
 }
 
 fn healthy() -> Vec<Observation> {
-    counts(600, 1, 5400, 5)
+    counts(600, 6, 5400, 54)
 }
 
 fn failing() -> Vec<Observation> {

@@ -246,7 +246,11 @@ fn judge_metric(
                 requests: round(primary.requests),
                 events: round(primary.errors),
             };
-            compare(analysis, state, canary, primary, "errors", outcome)
+            let margin = metric
+                .comparison
+                .as_ref()
+                .map_or(4.0, |c| c.max_regression());
+            compare(analysis, margin, state, canary, primary, "errors", outcome)
         }
         (EvidenceKind::Latency, Observed::Histograms { canary, primary }) => {
             let quantile = metric
@@ -292,7 +296,19 @@ fn judge_metric(
                 });
             match counts {
                 Ok((canary, primary)) => {
-                    compare(analysis, state, canary, primary, "slow requests", outcome)
+                    let margin = metric
+                        .comparison
+                        .as_ref()
+                        .map_or(std::f64::consts::SQRT_2, |c| c.max_regression());
+                    compare(
+                        analysis,
+                        margin,
+                        state,
+                        canary,
+                        primary,
+                        "slow requests",
+                        outcome,
+                    )
                 }
                 Err(message) => outcome(Outcome::NoData, false, message),
             }
@@ -305,8 +321,14 @@ fn judge_metric(
     }
 }
 
+/// The first counted interval of a comparison (the canary's warm-up: cold caches, JIT) weighs
+/// a quarter: enough for a release that fails outright to be rolled back at once, not enough for a
+/// short blip to do it alone.
+const WARMUP_WEIGHT: f64 = 0.25;
+
 fn compare(
     analysis: &Analysis,
+    max_regression: f64,
     state: &mut MetricEvidence,
     canary: Counts,
     primary: Counts,
@@ -328,13 +350,19 @@ fn compare(
     let Some(test) = state.sequential.as_mut() else {
         return outcome(Outcome::NoData, false, "internal: no test state".into());
     };
-    sequential::update(test, canary, primary, analysis.alpha);
+    let weight = if test.canary.requests == 0 {
+        WARMUP_WEIGHT
+    } else {
+        1.0
+    };
+    sequential::update(test, canary, primary, analysis.alpha, weight);
     let summary = describe(test, analysis.alpha, what);
     if test.rejected {
         return outcome(Outcome::Fail, false, summary);
     }
     let enough = test.canary.requests >= analysis.min_sample_per_arm
-        && test.primary.requests >= analysis.min_sample_per_arm;
+        && test.primary.requests >= analysis.min_sample_per_arm
+        && sequential::rules_out(test, max_regression, analysis.alpha);
     outcome(Outcome::Pass, enough, summary)
 }
 

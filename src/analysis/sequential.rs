@@ -52,8 +52,17 @@ fn canary_probability(share: f64, ratio: f64) -> f64 {
 }
 
 /// Adds one interval. Both arms must have served requests (the caller reports no data
-/// otherwise); events are capped at requests.
-pub fn update(state: &mut SequentialState, canary: Counts, primary: Counts, alpha: f64) {
+/// otherwise); events are capped at requests. The interval's log-likelihood ratios are multiplied
+/// by `weight` in [0, 1]: a likelihood ratio raised to a power at most 1 still has expectation at
+/// most 1 under the null (Jensen), so tempering an interval keeps the test valid; sluice tempers
+/// the canary's first, warm-up interval.
+pub fn update(
+    state: &mut SequentialState,
+    canary: Counts,
+    primary: Counts,
+    alpha: f64,
+    weight: f64,
+) {
     debug_assert!(canary.requests > 0 && primary.requests > 0);
     let canary_events = canary.events.min(canary.requests);
     let primary_events = primary.events.min(primary.requests);
@@ -66,7 +75,8 @@ pub fn update(state: &mut SequentialState, canary: Counts, primary: Counts, alph
     let (ec, ep) = (canary_events as f64, primary_events as f64);
     for index in 0..state.log_likelihood.len() {
         let p = canary_probability(share, ratio_at(state, index));
-        state.log_likelihood[index] += ec * (p / p0).ln() + ep * ((1.0 - p) / (1.0 - p0)).ln();
+        state.log_likelihood[index] +=
+            weight * (ec * (p / p0).ln() + ep * ((1.0 - p) / (1.0 - p0)).ln());
     }
     state.log_e_value = log_e_value(state);
     if state.log_e_value >= (1.0 / alpha).ln() {
@@ -90,6 +100,23 @@ fn log_mean_exp(values: &[f64]) -> f64 {
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let sum: f64 = values.iter().map(|v| (v - max).exp()).sum();
     max + (sum / values.len() as f64).ln()
+}
+
+/// Whether the evidence rules out a regression of `margin` or more (canary rate at least
+/// `margin` times the primary's), at level `alpha`: the mirror image of the rollback test, a
+/// mixture of the grid points below the margin against the margin itself, which is a test
+/// supermartingale whenever the true ratio is at or above the margin. The margin is taken at the
+/// nearest grid point.
+pub fn rules_out(state: &SequentialState, margin: f64, alpha: f64) -> bool {
+    let ll = &state.log_likelihood;
+    let index = ((margin.log2() - state.log2_from) / state.log2_step).round();
+    // NaN (a margin of 0 or less) and margins at or beyond the grid's ends cannot be ruled out.
+    if index.is_nan() || index < 1.0 || index as usize >= ll.len() {
+        return false;
+    }
+    let m = index as usize;
+    let below: Vec<f64> = (0..m).map(|j| ll[j] - ll[m]).collect();
+    log_mean_exp(&below) >= (1.0 / alpha).ln()
 }
 
 /// What the evidence says about the relative risk (canary rate / primary rate).
@@ -147,10 +174,43 @@ mod tests {
         Counts { requests, events }
     }
 
+    fn update_full(s: &mut SequentialState, canary: Counts, primary: Counts, alpha: f64) {
+        update(s, canary, primary, alpha, 1.0);
+    }
+
+    #[test]
+    fn tempering_weakens_one_interval_without_changing_the_direction() {
+        let mut full = new_state(1.0);
+        let mut tempered = new_state(1.0);
+        update(&mut full, counts(100, 2), counts(900, 0), 0.01, 1.0);
+        update(&mut tempered, counts(100, 2), counts(900, 0), 0.01, 0.5);
+        for (f, t) in full.log_likelihood.iter().zip(&tempered.log_likelihood) {
+            assert!((f / 2.0 - t).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn promotion_needs_the_margin_ruled_out() {
+        // Equal rates: with enough events, "the canary is 4x worse" is ruled out, "1.41x" not yet.
+        let mut s = new_state(1.0);
+        for _ in 0..5 {
+            update(&mut s, counts(3000, 3), counts(3000, 3), 0.01, 1.0);
+        }
+        assert!(rules_out(&s, 4.0, 0.01), "{:?}", estimate(&s, 0.01));
+        assert!(!rules_out(&s, 1.41, 0.01));
+        // A canary really 4x worse never rules out 4x.
+        let mut bad = new_state(1.0);
+        for _ in 0..20 {
+            update(&mut bad, counts(3000, 12), counts(3000, 3), 0.01, 1.0);
+        }
+        assert!(!rules_out(&bad, 4.0, 0.01));
+        assert!(!rules_out(&new_state(1.0), 4.0, 0.01));
+    }
+
     #[test]
     fn no_events_is_no_evidence() {
         let mut s = new_state(1.0);
-        update(&mut s, counts(100, 0), counts(900, 0), 0.01);
+        update_full(&mut s, counts(100, 0), counts(900, 0), 0.01);
         assert!(s.log_likelihood.iter().all(|&l| l == 0.0));
         assert_eq!(s.log_e_value, 0.0);
     }
@@ -158,7 +218,7 @@ mod tests {
     #[test]
     fn events_in_proportion_to_traffic_lower_the_e_value() {
         let mut s = new_state(1.0);
-        update(&mut s, counts(1000, 10), counts(9000, 90), 0.01);
+        update_full(&mut s, counts(1000, 10), counts(9000, 90), 0.01);
         assert!(s.log_e_value < 0.0, "{}", s.log_e_value);
         assert!(!s.rejected);
     }
@@ -167,9 +227,9 @@ mod tests {
     fn a_few_canary_failures_at_a_small_share_reject() {
         // 10% of traffic, no primary errors: every error from the canary is strong evidence.
         let mut s = new_state(1.0);
-        update(&mut s, counts(100, 2), counts(900, 0), 0.01);
+        update_full(&mut s, counts(100, 2), counts(900, 0), 0.01);
         assert!(!s.rejected, "2 errors: {}", s.log_e_value.exp());
-        update(&mut s, counts(100, 1), counts(900, 0), 0.01);
+        update_full(&mut s, counts(100, 1), counts(900, 0), 0.01);
         assert!(s.rejected, "3 errors: {}", s.log_e_value.exp());
         assert_eq!(
             s.canary,
@@ -185,7 +245,7 @@ mod tests {
         // Canary fails 4x as often as the primary, with plenty of data.
         let mut s = new_state(1.0);
         for _ in 0..10 {
-            update(&mut s, counts(10_000, 400), counts(10_000, 100), 0.01);
+            update_full(&mut s, counts(10_000, 400), counts(10_000, 100), 0.01);
         }
         let e = estimate(&s, 0.01);
         assert!((e.ratio - 4.0).abs() < 0.2, "{e:?}");
@@ -199,13 +259,13 @@ mod tests {
         let mut tolerant = new_state(1.6);
         let mut strict = new_state(1.0);
         for _ in 0..20 {
-            update(
+            update_full(
                 &mut tolerant,
                 counts(10_000, 150),
                 counts(10_000, 100),
                 0.01,
             );
-            update(&mut strict, counts(10_000, 150), counts(10_000, 100), 0.01);
+            update_full(&mut strict, counts(10_000, 150), counts(10_000, 100), 0.01);
         }
         assert!(!tolerant.rejected);
         assert!(strict.rejected);
@@ -214,7 +274,7 @@ mod tests {
     #[test]
     fn the_state_round_trips_through_json() {
         let mut s = new_state(1.0);
-        update(&mut s, counts(100, 2), counts(900, 1), 0.01);
+        update_full(&mut s, counts(100, 2), counts(900, 1), 0.01);
         let json = serde_json::to_string(&s).unwrap();
         let back: SequentialState = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);

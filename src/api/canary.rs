@@ -251,6 +251,21 @@ pub struct Comparison {
     /// (default 0.99). `templateRef` returns the arm's histogram buckets, one series per `le`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantile: Option<f64>,
+    /// The regression a promotion must rule out: the canary's event rate (errors, or slow
+    /// requests) at least this many times the primary's. Default 4 for errorRate (errors are rare:
+    /// doubling 0.1% is within noise for users) and 1.41 for latency (the slowest 1%, where 1.4x
+    /// more often is a visibly worse tail). Smaller is safer and promotes later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_regression: Option<f64>,
+}
+
+impl Comparison {
+    pub fn max_regression(&self) -> f64 {
+        self.max_regression.unwrap_or(match self.kind {
+            ComparisonKind::ErrorRate => 4.0,
+            ComparisonKind::Latency => std::f64::consts::SQRT_2,
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]

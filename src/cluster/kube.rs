@@ -47,7 +47,7 @@ const RESOURCES: [(&str, &str, &str); 9] = [
 ];
 
 /// The REST resource of an object, from `RESOURCES`.
-pub fn api_resource(object: &ObjectRef) -> Result<ApiResource, ClusterError> {
+fn api_resource(object: &ObjectRef) -> Result<ApiResource, ClusterError> {
     let (_, kind, plural) = RESOURCES
         .iter()
         .find(|(api_version, kind, _)| *api_version == object.api_version && *kind == object.kind)

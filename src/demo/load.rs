@@ -137,10 +137,11 @@ pub async fn run_plan(
     };
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
+    let max_in_flight = plan.max_in_flight.max(1);
     let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(plan.max_in_flight)
+        .pool_max_idle_per_host(max_in_flight)
         .build(connector);
-    let slots = Arc::new(Semaphore::new(plan.max_in_flight.max(1)));
+    let slots = Arc::new(Semaphore::new(max_in_flight));
     let mut in_flight = JoinSet::new();
     let rate = plan.rate();
     tokio::pin!(stop);

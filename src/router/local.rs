@@ -81,7 +81,9 @@ impl Arm {
     }
 }
 
-/// The running proxy. Dropping it stops the server at once; `shutdown` stops it gracefully.
+/// The running proxy. Dropping it or calling `shutdown` stops it the same way: no new
+/// connections, idle ones closed, requests in flight allowed to finish; `shutdown` also waits
+/// for that, for a few seconds.
 pub struct LocalRouter {
     address: SocketAddr,
     shared: Arc<Shared>,
@@ -199,28 +201,29 @@ impl LocalRouter {
         )
     }
 
-    /// Stops accepting connections, lets open requests finish for a few seconds, then stops.
+    /// Stops the proxy and waits up to `SHUTDOWN_GRACE` for the requests in flight to finish.
     pub async fn shutdown(mut self) {
+        self.stop();
+        if let Some(server) = self.server.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err()
+        {
+            // The requests still open end by themselves, within UPSTREAM_TIMEOUT.
+            tracing::warn!("the local router still has requests in flight; not waiting for them");
+        }
+    }
+
+    fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
-        }
-        if let Some(mut server) = self.server.take()
-            && tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
-                .await
-                .is_err()
-        {
-            tracing::warn!("the local router did not drain in time; cutting open requests");
-            server.abort();
         }
     }
 }
 
 impl Drop for LocalRouter {
     fn drop(&mut self) {
-        // Nothing may outlive the router: a test or the demo that drops it expects the port free.
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
+        // Aborting the server task would free the port but leave its connection tasks serving
+        // keep-alive clients; the graceful stop closes those too.
+        self.stop();
     }
 }
 

@@ -1,0 +1,236 @@
+//! The benchmark's tables (Markdown) and the check of sluice's targets.
+
+use super::{Cell, POLICIES};
+
+fn cell<'a>(cells: &'a [Cell], scenario: &str, policy: &str) -> Option<&'a Cell> {
+    cells
+        .iter()
+        .find(|c| c.scenario == scenario && c.policy == policy)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn minutes(seconds: f64) -> String {
+    format!("{:.1}", seconds / 60.0)
+}
+
+fn scenarios(cells: &[Cell]) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    for c in cells {
+        if !out.iter().any(|(s, _)| *s == c.scenario) {
+            out.push((c.scenario.clone(), c.healthy));
+        }
+    }
+    out
+}
+
+fn policies(cells: &[Cell]) -> Vec<&'static str> {
+    POLICIES
+        .iter()
+        .copied()
+        .filter(|p| cells.iter().any(|c| c.policy == *p))
+        .collect()
+}
+
+fn table(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut out = format!(
+        "| {} |\n|{}|\n",
+        header.join(" | "),
+        header.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+    );
+    for row in rows {
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    out
+}
+
+/// The Markdown report: verdicts, time to verdict, bad requests served, and the targets.
+pub fn markdown(cells: &[Cell], titles: &[(String, String)], command: &str) -> String {
+    let policies = policies(cells);
+    let title = |id: &str| {
+        titles
+            .iter()
+            .find(|(s, _)| s == id)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default()
+    };
+    let runs = cells.first().map_or(0, |c| c.runs);
+    let mut out = format!("Produced by `{command}` ({runs} seeded runs per cell).\n\n");
+    let mut header = vec!["scenario".to_string(), "right verdict".to_string()];
+    header.extend(policies.iter().map(|p| p.to_string()));
+
+    out.push_str("**Verdicts.** Healthy scenarios: false rollbacks (95% interval). Bad ones: detection. Inconclusive runs in brackets.\n\n");
+    let rows: Vec<Vec<String>> = scenarios(cells)
+        .iter()
+        .map(|(id, healthy)| {
+            let mut row = vec![
+                format!("{id} {}", title(id)),
+                if *healthy { "promote" } else { "roll back" }.into(),
+            ];
+            for p in &policies {
+                row.push(cell(cells, id, p).map_or("-".into(), |c| {
+                    let main = match (
+                        c.false_rollback_rate,
+                        c.false_rollback_interval,
+                        c.detection_rate,
+                    ) {
+                        (Some(rate), Some((lo, hi)), _) => {
+                            format!("{} [{}–{}]", pct(rate), pct(lo), pct(hi))
+                        }
+                        (_, _, Some(rate)) => pct(rate),
+                        _ => "-".into(),
+                    };
+                    if c.inconclusive > 0 {
+                        format!("{main} ({} inc.)", pct(c.inconclusive_rate))
+                    } else {
+                        main
+                    }
+                }));
+            }
+            row
+        })
+        .collect();
+    out.push_str(&table(&header, &rows));
+
+    out.push_str("\n**Minutes to the right verdict**, median / p90 (promotion on healthy scenarios, rollback on bad ones).\n\n");
+    let rows: Vec<Vec<String>> = scenarios(cells)
+        .iter()
+        .map(|(id, healthy)| {
+            let mut row = vec![
+                id.clone(),
+                if *healthy { "promote" } else { "roll back" }.into(),
+            ];
+            for p in &policies {
+                row.push(cell(cells, id, p).map_or("-".into(), |c| {
+                    let t = if *healthy {
+                        c.promotion_seconds
+                    } else {
+                        c.rollback_seconds
+                    };
+                    t.map_or("-".into(), |(m, p90)| {
+                        format!("{} / {}", minutes(m), minutes(p90))
+                    })
+                }));
+            }
+            row
+        })
+        .collect();
+    out.push_str(&table(&header, &rows));
+
+    out.push_str("\n**Bad requests served** until the verdict (mean; ×oracle): canary errors above the primary's rate plus canary requests slower than the primary's p99 beyond the expected 1%.\n\n");
+    let rows: Vec<Vec<String>> = scenarios(cells)
+        .iter()
+        .filter(|(_, healthy)| !healthy)
+        .map(|(id, _)| {
+            let mut row = vec![id.clone(), "roll back".into()];
+            for p in &policies {
+                row.push(cell(cells, id, p).map_or("-".into(), |c| {
+                    match c.bad_requests_ratio_to_oracle {
+                        Some(r) if *p != "oracle" => {
+                            format!("{:.0} (×{:.1})", c.bad_requests_mean, r)
+                        }
+                        _ => format!("{:.0}", c.bad_requests_mean),
+                    }
+                }));
+            }
+            row
+        })
+        .collect();
+    out.push_str(&table(&header, &rows));
+    out.push_str("\n**sluice's targets** (issue: false rollbacks, detection, speed and harm against Flagger's default and the oracle).\n\n");
+    let rows: Vec<Vec<String>> = targets(cells)
+        .into_iter()
+        .map(|t| {
+            vec![
+                t.claim,
+                t.measured,
+                if t.met {
+                    "met".into()
+                } else {
+                    "**not met**".into()
+                },
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["target".into(), "measured".into(), "".into()],
+        &rows,
+    ));
+    out
+}
+
+pub struct Target {
+    pub claim: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// The targets of the benchmark issue, measured.
+pub fn targets(cells: &[Cell]) -> Vec<Target> {
+    let mut out = Vec::new();
+    let sluice = |id: &str| cell(cells, id, "sluice");
+    for (id, _) in scenarios(cells).iter().filter(|(_, h)| *h) {
+        if let Some(c) = sluice(id) {
+            let rate = c.false_rollback_rate.unwrap_or(0.0);
+            let hi = c.false_rollback_interval.map_or(0.0, |i| i.1);
+            out.push(Target {
+                claim: format!("{id}: false rollbacks at most 1%"),
+                measured: format!("{} (95% interval up to {})", pct(rate), pct(hi)),
+                met: rate <= 0.01,
+            });
+        }
+    }
+    for (ids, floor) in [
+        (&["S3", "S4", "S6", "S7", "S12", "S12b", "S14"][..], 0.99),
+        (&["S2", "S5"][..], 0.90),
+    ] {
+        for id in ids {
+            if let Some(c) = sluice(id) {
+                let rate = c.detection_rate.unwrap_or(0.0);
+                out.push(Target {
+                    claim: format!("{id}: detection at least {}", pct(floor)),
+                    measured: pct(rate),
+                    met: rate >= floor,
+                });
+            }
+        }
+    }
+    for id in ["S3", "S4"] {
+        let (Some(s), Some(f)) = (sluice(id), cell(cells, id, "flagger")) else {
+            continue;
+        };
+        let ratio = s
+            .rollback_seconds
+            .zip(f.rollback_seconds)
+            .map(|(a, b)| a.0 / b.0);
+        out.push(Target {
+            claim: format!("{id}: median time to rollback at most 1/3 of Flagger's"),
+            measured: ratio.map_or("-".into(), |r| {
+                format!(
+                    "{} vs {} min: ×{r:.2}",
+                    minutes(s.rollback_seconds.map_or(0.0, |t| t.0)),
+                    minutes(f.rollback_seconds.map_or(0.0, |t| t.0))
+                )
+            }),
+            met: ratio.is_some_and(|r| r <= 1.0 / 3.0),
+        });
+        let bad = s.bad_requests_mean / f.bad_requests_mean.max(1e-9);
+        out.push(Target {
+            claim: format!("{id}: bad requests at most 1/4 of Flagger's"),
+            measured: format!(
+                "{:.0} vs {:.0}: ×{bad:.2}",
+                s.bad_requests_mean, f.bad_requests_mean
+            ),
+            met: bad <= 0.25,
+        });
+        let oracle = s.bad_requests_ratio_to_oracle;
+        out.push(Target {
+            claim: format!("{id}: bad requests within 3x the oracle's"),
+            measured: oracle.map_or("-".into(), |r| format!("×{r:.2}")),
+            met: oracle.is_some_and(|r| r <= 3.0),
+        });
+    }
+    out
+}

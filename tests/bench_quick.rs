@@ -1,0 +1,41 @@
+//! The verdict benchmark's quick mode, as CI runs it: sluice on every scenario with 1,000 seeds
+//! and the peers with 300, failing when sluice breaks its claims (a false-rollback upper bound
+//! above 1.5% on a healthy scenario, or detection below 99% on S3 or S4). The full mode is
+//! `sluice bench --seeds 2000` (README).
+
+use sluice::bench::{self, report, scenario};
+
+#[test]
+fn sluice_keeps_its_claims_in_the_quick_benchmark() {
+    let scenarios = scenario::all();
+    let mut cells = bench::run(&scenarios, &["sluice"], 1000, 2);
+    cells.extend(bench::run(
+        &scenarios,
+        &["flagger", "argo", "kayenta", "oracle"],
+        300,
+        2,
+    ));
+    bench::reorder(&mut cells, &scenarios);
+    let titles: Vec<(String, String)> = scenarios
+        .iter()
+        .map(|s| (s.id.to_string(), s.title.to_string()))
+        .collect();
+    println!(
+        "{}",
+        report::markdown(&cells, &titles, "cargo test --test bench_quick")
+    );
+    let failures = bench::check(&cells);
+    assert!(failures.is_empty(), "{failures:?}");
+    // The check itself must be able to fail: a policy that always rolls back breaks it.
+    let flagger_as_sluice: Vec<_> = cells
+        .iter()
+        .filter(|c| c.policy == "kayenta")
+        .map(|c| bench::Cell {
+            policy: "sluice".into(),
+            rollbacks: c.runs,
+            false_rollback_rate: Some(1.0),
+            ..c.clone()
+        })
+        .collect();
+    assert!(!bench::check(&flagger_as_sluice).is_empty());
+}
