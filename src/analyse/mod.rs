@@ -123,6 +123,10 @@ pub async fn replay(
         let reason = status.message.clone().unwrap_or_default();
         match status.phase {
             Some(Phase::Promoting | Phase::Finalising | Phase::Succeeded) => {
+                let reason = format!(
+                    "the {} steps of the schedule passed and every comparison ruled out its regression margin",
+                    rollout::steps_to_promotion(spec)
+                );
                 return Ok(finish(
                     Outcome::Promote,
                     reached,
