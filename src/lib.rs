@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cluster;
 pub mod controller;
 pub mod demo;
+pub mod error_chain;
 pub mod hooks;
 pub mod metrics;
 pub mod rollout;

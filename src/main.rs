@@ -61,6 +61,22 @@ enum Command {
     ///
     /// Prints `listening on ADDRESS` as the first line on stdout; stops on Ctrl-C or SIGTERM.
     DemoApp(DemoAppArgs),
+    /// Run a whole release on this machine and show it live: a real Prometheus, the primary and
+    /// canary apps, a weighted router and load on 127.0.0.1, judged by the real controller.
+    ///
+    /// Needs Prometheus (apt-get install prometheus). Writes an HTML report with charts.
+    /// Exit codes: 0 promoted, 1 rolled back, 2 inconclusive or no verdict, 64 usage,
+    /// 65 invalid Canary, 66 unreadable file, 69 Prometheus missing or not starting,
+    /// 70 other failures, 130 interrupted.
+    Demo(DemoArgs),
+    /// Run only the demo's controller loop over a memory cluster kept in a file, steering a
+    /// local router through its admin API (used by the end-to-end tests, which kill and
+    /// restart it mid-release).
+    ///
+    /// Seeds the file with the Canary when it has none, else resumes from the stored status.
+    /// Exit codes: 0 promoted, 1 rolled back, 2 inconclusive or stopped before a verdict,
+    /// 64 usage, 65 invalid Canary, 70 other failures.
+    DemoController(DemoControllerArgs),
 }
 
 #[derive(clap::Args)]
@@ -110,6 +126,55 @@ struct DemoAppArgs {
     /// Multiplies every latency.
     #[arg(long, default_value_t = 1.0)]
     latency_factor: f64,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// What the new version does: good (like the primary), errors (+5 points of errors),
+    /// latency (twice as slow).
+    #[arg(long, value_enum, default_value_t = sluice::demo::stage::Scenario::Good)]
+    scenario: sluice::demo::stage::Scenario,
+    /// Requests per second through the router (0: no traffic, which ends inconclusive).
+    #[arg(long, default_value_t = 150.0)]
+    rate: f64,
+    /// The HTML report; its data goes next to it with the extension .json.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "target/sluice-demo/report.html"
+    )]
+    report: PathBuf,
+    /// The Canary to release (default: the built-in copy of e2e/canary.yaml).
+    #[arg(long, value_name = "FILE")]
+    canary: Option<PathBuf>,
+    /// Stop without a verdict after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    max_duration: u64,
+}
+
+#[derive(clap::Args)]
+struct DemoControllerArgs {
+    /// The memory cluster's file: created and seeded if missing, resumed from otherwise.
+    #[arg(long, value_name = "FILE")]
+    cluster_file: PathBuf,
+    /// Prometheus base URL for the analysis.
+    #[arg(long, value_name = "URL")]
+    prometheus: String,
+    /// The local router's admin API, e.g. http://127.0.0.1:7000.
+    #[arg(long, value_name = "URL")]
+    router: String,
+    /// The new version applied to the target (see `sluice demo --scenario`).
+    #[arg(long, value_enum, default_value_t = sluice::demo::stage::Scenario::Good)]
+    scenario: sluice::demo::stage::Scenario,
+    /// The Canary to seed (default: the built-in copy of e2e/canary.yaml).
+    #[arg(long, value_name = "FILE")]
+    canary: Option<PathBuf>,
+    /// Exit when the release has a verdict (else run until SIGTERM or Ctrl-C).
+    #[arg(long)]
+    until_done: bool,
+    /// Stop after this many seconds whatever happens.
+    #[arg(long, default_value_t = 600)]
+    max_duration: u64,
 }
 
 #[derive(clap::Args)]
@@ -191,11 +256,18 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
         }
     };
+    // The demo shows the release's warnings in its view; logged as well, they would break the
+    // redraw in place.
+    let default_log = if matches!(cli.command, Command::Demo(_)) {
+        "error"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .init();
     // kube and reqwest share one TLS provider; installing it first avoids a run-time panic.
@@ -206,6 +278,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Controller(args) => run_controller(args),
+        Command::Demo(args) => run_demo(args),
+        Command::DemoController(args) => run_demo_controller(args),
         Command::Bench(args) => run_bench(args),
         Command::DemoApp(args) => {
             use sluice::demo::app::{self, AppConfig, AppError};
@@ -391,6 +465,71 @@ fn run_controller(args: ControllerArgs) -> ExitCode {
                 _ => 1,
             };
             ExitCode::from(code)
+        }
+    }
+}
+
+fn run_demo(args: DemoArgs) -> ExitCode {
+    use sluice::demo::run::{DemoOptions, run_demo};
+    use sluice::demo::view::exit_code;
+    let options = DemoOptions {
+        scenario: args.scenario,
+        rate: args.rate,
+        report: args.report,
+        canary: args.canary,
+        max_duration: Duration::from_secs(args.max_duration.max(1)),
+        interactive: std::io::stdout().is_terminal(),
+    };
+    // Two workers: the load, the router and the view share them with the analysis' queries.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(run_demo(options, &mut out)) {
+        Ok(outcome) => ExitCode::from(exit_code(outcome.verdict)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run_demo_controller(args: DemoControllerArgs) -> ExitCode {
+    use sluice::demo::run::{ControllerOptions, run_controller};
+    use sluice::demo::view::exit_code;
+    let options = ControllerOptions {
+        cluster_file: args.cluster_file,
+        prometheus: args.prometheus,
+        router: args.router,
+        scenario: args.scenario,
+        canary: args.canary,
+        until_done: args.until_done,
+        max_duration: Duration::from_secs(args.max_duration.max(1)),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(run_controller(options, &mut out)) {
+        Ok(verdict) => ExitCode::from(exit_code(verdict)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -725,6 +725,7 @@ async fn reconcile_once(script: Vec<Call>, canary: Canary, now: i64) -> Outcome 
             hooks: Hooks::new().unwrap(),
             observer: Arc::new(Healthy),
             default_router: "gatewayapi".into(),
+            router: None,
         };
         reconcile(&ctx, &canary, now).await
     })
@@ -909,4 +910,108 @@ async fn a_progressing_step_moves_the_canary_from_10_to_20() {
     let decided = serde_json::to_string(&outcome.decision.status).unwrap();
     let decided: Value = serde_json::from_str(&decided).unwrap();
     assert_eq!(*written.lock().unwrap(), decided);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leader election: the Lease conversation
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/sluice/leases";
+
+fn lease(holder: &str, renewed: i64, version: &str) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "sluice-leader", "namespace": "sluice", "resourceVersion": version},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                 "acquireTime": rfc3339_micro(renewed), "renewTime": rfc3339_micro(renewed),
+                 "leaseTransitions": 0}
+    })
+}
+
+fn rfc3339_micro(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn elector(client: kube::Client) -> sluice::controller::leader::Elector {
+    sluice::controller::leader::Elector::new(client, "sluice", "sluice-leader", "replica-a", 15)
+}
+
+#[tokio::test]
+async fn the_first_replica_creates_the_lease_and_leads() {
+    let script = vec![
+        Call::get(format!("{LEASES}/sluice-leader")).reply(
+            404,
+            not_found("leases", "coordination.k8s.io", "sluice-leader"),
+        ),
+        Call::post(format!("{LEASES}?"), |body| {
+            assert_eq!(body["spec"]["holderIdentity"], "replica-a");
+            assert_eq!(body["spec"]["leaseDurationSeconds"], 15);
+            assert_eq!(body["spec"]["renewTime"], rfc3339_micro(T0));
+            assert_eq!(body["spec"]["leaseTransitions"], 0);
+        })
+        .reply(201, lease("replica-a", T0, "1")),
+    ];
+    let leads = exchange(script, |client| async move {
+        elector(client).try_lead(T0).await.unwrap()
+    })
+    .await;
+    assert!(leads);
+}
+
+#[tokio::test]
+async fn a_standby_waits_while_the_lease_is_fresh_and_takes_it_when_it_lapses() {
+    // Held by another replica 5 s ago: no write, no leadership.
+    let fresh = vec![
+        Call::get(format!("{LEASES}/sluice-leader")).reply(200, lease("replica-b", T0 - 5, "7")),
+    ];
+    let leads = exchange(fresh, |client| async move {
+        elector(client).try_lead(T0).await.unwrap()
+    })
+    .await;
+    assert!(!leads);
+
+    // Not renewed for 20 s (the lease lasts 15): taken over with the lease's resourceVersion.
+    let lapsed = vec![
+        Call::get(format!("{LEASES}/sluice-leader")).reply(200, lease("replica-b", T0 - 20, "7")),
+        Call::new(
+            Method::PUT,
+            format!("{LEASES}/sluice-leader?"),
+            Some("application/json"),
+            Sent::Matching(Box::new(|body: &Value| {
+                assert_eq!(body["metadata"]["resourceVersion"], "7");
+                assert_eq!(body["spec"]["holderIdentity"], "replica-a");
+                assert_eq!(body["spec"]["leaseTransitions"], 1);
+            })),
+        )
+        .reply(200, lease("replica-a", T0, "8")),
+    ];
+    let leads = exchange(lapsed, |client| async move {
+        elector(client).try_lead(T0).await.unwrap()
+    })
+    .await;
+    assert!(leads);
+}
+
+#[tokio::test]
+async fn of_two_replicas_racing_for_a_lapsed_lease_the_loser_follows() {
+    let script = vec![
+        Call::get(format!("{LEASES}/sluice-leader")).reply(200, lease("replica-b", T0 - 60, "7")),
+        Call::new(
+            Method::PUT,
+            format!("{LEASES}/sluice-leader?"),
+            Some("application/json"),
+            Sent::Matching(Box::new(|_: &Value| {})),
+        )
+        .reply(
+            409,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+                   "message": "Operation cannot be fulfilled on leases.coordination.k8s.io \"sluice-leader\": the object has been modified"}),
+        ),
+    ];
+    let leads = exchange(script, |client| async move {
+        elector(client).try_lead(T0).await.unwrap()
+    })
+    .await;
+    assert!(!leads);
 }

@@ -135,6 +135,7 @@ fn run(file: &Path, observer: Arc<dyn Observer>, start: i64, until: &[Phase], ma
             hooks: Hooks::new().unwrap(),
             observer: observer.clone(),
             default_router: "gatewayapi".into(),
+            router: None,
         };
         let canary = block(load_canary(cluster.as_ref(), "test", "podinfo"))
             .unwrap()

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::{Cluster, ClusterError, Event, ObjectRef};
 use crate::api::{Canary, CanaryStatus};
+use crate::error_chain::error_chain;
 use crate::metrics::BoxFuture;
 
 /// The field manager of every write, and the reporting controller of Events.
@@ -148,22 +149,6 @@ fn cluster_error(action: &'static str, object: &ObjectRef, error: ::kube::Error)
             ClusterError::Unreachable(format!("{action} of {object}: {}", error_chain(&other)))
         }
     }
-}
-
-/// An error with its causes, which is where hyper and the TLS stack say what actually happened.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // kube-rs wraps errors with their message repeated in its own.
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// `text` cut to at most `limit` bytes on a character boundary, marked with an ellipsis when cut.

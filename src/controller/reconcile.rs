@@ -14,7 +14,7 @@ use crate::cluster::observe::observe;
 use crate::cluster::{Cluster, ClusterError, Event, ObjectRef};
 use crate::hooks::Hooks;
 use crate::rollout::{self, Action, Decision, Inputs, Step};
-use crate::router::{self, RouterError};
+use crate::router::{self, Router, RouterError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -35,6 +35,9 @@ pub struct Context {
     pub observer: Arc<dyn Observer>,
     /// Router used when a Canary sets no `spec.provider`.
     pub default_router: String,
+    /// When set, used for every Canary instead of the router its provider names: the demo's
+    /// local proxy steers real traffic that no Kubernetes object describes.
+    pub router: Option<Arc<dyn Router>>,
 }
 
 /// What one reconcile did, for the caller's metrics and requeue.
@@ -132,8 +135,14 @@ async fn carry_out(
         }
         Action::PromotePrimary => promote(ctx, canary, checksum).await,
         Action::SetRoutes(routes) => {
-            let router = router::for_provider(&provider, ctx.cluster.clone())?;
-            router.set_routes(canary, *routes).await?;
+            match &ctx.router {
+                Some(router) => router.set_routes(canary, *routes).await?,
+                None => {
+                    router::for_provider(&provider, ctx.cluster.clone())?
+                        .set_routes(canary, *routes)
+                        .await?
+                }
+            }
             Ok(())
         }
         Action::Notify(kind) => {
@@ -237,9 +246,14 @@ async fn bootstrap(ctx: &Context, canary: &Canary, provider: &str) -> Result<(),
     for service in objects::services(canary, &uid, &target).map_err(object_error(canary))? {
         ctx.cluster.apply(service).await?;
     }
-    router::for_provider(provider, ctx.cluster.clone())?
-        .reconcile(canary)
-        .await?;
+    match &ctx.router {
+        Some(router) => router.reconcile(canary).await?,
+        None => {
+            router::for_provider(provider, ctx.cluster.clone())?
+                .reconcile(canary)
+                .await?
+        }
+    }
     Ok(())
 }
 

@@ -23,6 +23,7 @@ use crate::api::validate::validate_canary;
 use crate::api::{Canary, Phase};
 use crate::cluster::Cluster;
 use crate::cluster::kube::KubeCluster;
+use crate::error_chain::error_chain;
 use crate::hooks::Hooks;
 
 pub struct Options {
@@ -127,6 +128,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             hooks,
             observer,
             default_router: options.router.clone(),
+            router: None,
         },
         metrics: metrics.clone(),
     });
@@ -416,18 +418,4 @@ fn error_policy(canary: Arc<Canary>, error: &ReconcileError, data: Arc<Data>) ->
     tracing::warn!(canary = %canary.name_any(), error = %error, "reconcile failed; retrying in 30 s");
     data.metrics.record_error();
     Requeue::requeue(Duration::from_secs(30))
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

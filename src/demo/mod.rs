@@ -1,9 +1,19 @@
-//! The pieces of `sluice demo`, which runs a whole release on this machine with real processes:
-//! the workload (`app`), the traffic (`load`), and the router in front of them
-//! (`crate::router::local`). Everything listens on and talks to 127.0.0.1 only.
+//! `sluice demo`, which runs a whole release on this machine with real processes: the workload
+//! (`app`, run as `sluice demo-app`), the traffic (`load`), the router in front of them
+//! (`crate::router::local`), a real Prometheus (`prometheus`), all started together (`stage`);
+//! the release itself through the controller's own reconcile over `cluster::memory` (`release`);
+//! what it looks like live (`view`) and afterwards (`timeline`, `report`); the commands (`run`).
+//! Everything listens on and talks to 127.0.0.1 only.
 
 pub mod app;
 pub mod load;
+pub mod prometheus;
+pub mod release;
+pub mod report;
+pub mod run;
+pub mod stage;
+pub mod timeline;
+pub mod view;
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM: the two ways a supervisor (a terminal, the demo, a
 /// test harness) asks a process to stop.

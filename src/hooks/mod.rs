@@ -12,6 +12,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::{Canary, HookType, Phase, Webhook};
+use crate::error_chain::error_chain;
 use crate::rollout::HookOutcome;
 
 /// Per attempt, when a webhook sets no `timeout` (Flagger's default).
@@ -293,21 +294,4 @@ fn hooks_of(canary: &Canary, kind: HookType) -> impl Iterator<Item = &Webhook> {
         .webhooks
         .iter()
         .filter(move |hook| hook.kind == kind)
-}
-
-/// The error and its causes on one line: reqwest's own message ("error sending request") hides
-/// the reason that its causes give ("Connection refused").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // hyper and reqwest sometimes repeat the same message one level down.
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -8,6 +8,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use super::{BoxFuture, Provider, QueryError, Sample};
 use crate::api::ProviderSpec;
+use crate::error_chain::error_chain;
 
 /// How to authenticate, from the template's `secretRef`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -185,17 +186,4 @@ fn authorization(credentials: &Credentials) -> Option<String> {
         )),
         Credentials::Bearer(token) => Some(format!("Bearer {token}")),
     }
-}
-
-/// The error and its causes on one line: reqwest's own message alone hides the reason
-/// ("error sending request"), the cause says "Connection refused".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The demo in one command on a fresh Debian machine with a Rust toolchain:
+#   bash e2e/demo.sh [good|errors|latency]
+# installs Prometheus (Debian's package) if it is missing, builds sluice, and runs a whole release
+# on 127.0.0.1 with `sluice demo`, shown live; the report is target/sluice-demo/report.html.
+# The exit code is the verdict's, as for `sluice analyse`: 0 promoted, 1 rolled back,
+# 2 inconclusive.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scenario="${1:-good}"
+case "$scenario" in
+  good|errors|latency) ;;
+  *) echo "usage: bash e2e/demo.sh [good|errors|latency]" >&2; exit 64 ;;
+esac
+
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "--- installing Prometheus (Debian package)"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+echo "--- building sluice (cargo build --release)"
+cargo build --release --quiet
+
+exec target/release/sluice demo --scenario "$scenario"
