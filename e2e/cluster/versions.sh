@@ -1,0 +1,8 @@
+# The pinned versions of the local control plane, sourced by build.sh, up.sh and the tests' harness.
+# The cache key is made of them, so changing one builds a new set beside the old.
+K8S_VERSION=v1.36.3        # kube-apiserver, kube-controller-manager, kube-scheduler (k8s.io/kubernetes)
+ETCD_VERSION=v3.6.16       # go.etcd.io/etcd/server/v3
+KWOK_VERSION=v0.8.0        # sigs.k8s.io/kwok
+GATEWAY_API_VERSION=v1.6.3 # sigs.k8s.io/gateway-api, its standard CRDs
+CLUSTER_CACHE="${SLUICE_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/cluster}"
+CLUSTER_BIN="$CLUSTER_CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"
