@@ -150,6 +150,14 @@ struct DemoArgs {
     /// Stop without a verdict after this many seconds.
     #[arg(long, default_value_t = 300)]
     max_duration: u64,
+    /// Run on a real Kubernetes API server: the cluster KUBECONFIG names, else the local
+    /// control plane of e2e/cluster/ (started, and stopped afterwards, unless it runs already).
+    /// The real `sluice controller` moves the release with the chart's RBAC.
+    #[arg(long)]
+    cluster: bool,
+    /// Where --cluster finds the repository's e2e/cluster/ scripts and charts/sluice/ chart.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    repository: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -479,6 +487,11 @@ fn run_demo(args: DemoArgs) -> ExitCode {
         canary: args.canary,
         max_duration: Duration::from_secs(args.max_duration.max(1)),
         interactive: std::io::stdout().is_terminal(),
+        cluster: args.cluster.then(|| sluice::demo::run::ClusterOptions {
+            scripts: args.repository.join("e2e/cluster"),
+            chart: args.repository.join("charts/sluice"),
+            crds: crds(),
+        }),
     };
     // Two workers: the load, the router and the view share them with the analysis' queries.
     let runtime = match tokio::runtime::Builder::new_multi_thread()

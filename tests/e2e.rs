@@ -285,6 +285,7 @@ async fn start_stage(dir: &Path) -> Stage {
         canary: Scenario::Good.canary_app(),
         rate: RATE,
         max_duration: SCENARIO_LIMIT,
+        discover_pods: false,
     };
     Stage::start(&config).await.expect("the stage starts")
 }

@@ -97,6 +97,7 @@ fn timeline() -> Timeline {
                     ]
                 },
                 traffic_error: None,
+                objects: Vec::new(),
             }
         })
         .collect();

@@ -64,10 +64,12 @@ c=certs
 ossl() { openssl "$@" >/dev/null 2>&1; }
 ossl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluice-local-ca" \
   -keyout $c/ca.key -out $c/ca.crt
+# X.509 v3 (extensions given) for every certificate: rustls, which kube-rs uses, refuses v1.
+echo "extendedKeyUsage = clientAuth" > $c/client.ext
 client_cert() { # name CN O
   ossl req -newkey rsa:2048 -nodes -subj "/CN=$2${3:+/O=$3}" -keyout "$c/$1.key" -out "$c/$1.csr"
   ossl x509 -req -in "$c/$1.csr" -CA $c/ca.crt -CAkey $c/ca.key -CAcreateserial -days 3650 \
-    -out "$c/$1.crt"
+    -extfile $c/client.ext -out "$c/$1.crt"
 }
 cat > $c/server.ext <<'EOF'
 subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, IP:10.96.0.1

@@ -142,7 +142,10 @@ pub struct Analysis {
     pub max_weight: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_weight: Option<u32>,
+    /// At most 100 steps: the bound keeps the CEL rule on the steps within the API server's
+    /// cost budget, which refuses the CRD without it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
     pub step_weights: Vec<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_weight_promotion: Option<u32>,

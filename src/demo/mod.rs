@@ -6,6 +6,9 @@
 //! Everything listens on and talks to 127.0.0.1 only.
 
 pub mod app;
+pub mod cluster;
+pub mod gateway;
+pub mod on_cluster;
 pub mod load;
 pub mod prometheus;
 pub mod release;

@@ -97,6 +97,23 @@ impl PrometheusServer {
         dir: &Path,
         targets: &[ScrapeTarget],
     ) -> Result<Self, PrometheusError> {
+        Self::start_with(binary, dir, &scrape_config(targets)).await
+    }
+
+    /// As `start`, but the targets come from `targets_file(dir)` (Prometheus's file-based
+    /// service discovery), empty at first and rewritten with `write_targets` while it runs:
+    /// for pods whose names are only known once they exist.
+    pub async fn start_discovering(binary: &Path, dir: &Path) -> Result<Self, PrometheusError> {
+        std::fs::create_dir_all(dir).map_err(|source| PrometheusError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let file = targets_file(dir);
+        write_targets(&file, &[])?;
+        Self::start_with(binary, dir, &discovery_config(&file)).await
+    }
+
+    async fn start_with(binary: &Path, dir: &Path, config: &str) -> Result<Self, PrometheusError> {
         let write = |path: PathBuf, text: &str| {
             std::fs::write(&path, text).map_err(|source| PrometheusError::Write { path, source })
         };
@@ -104,7 +121,7 @@ impl PrometheusServer {
             path: dir.join("data"),
             source,
         })?;
-        write(dir.join("prometheus.yml"), &scrape_config(targets))?;
+        write(dir.join("prometheus.yml"), config)?;
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
             let mut server = Self {
@@ -136,6 +153,11 @@ impl PrometheusServer {
     }
 
     /// Prometheus's own log (its standard error).
+    /// The file-based discovery file (used when started with `start_discovering`).
+    pub fn discovery_file(&self) -> PathBuf {
+        targets_file(&self.dir)
+    }
+
     pub fn log(&self) -> PathBuf {
         self.dir.join("prometheus.log")
     }
@@ -300,6 +322,41 @@ fn scrape_config(targets: &[ScrapeTarget]) -> String {
         );
     }
     text
+}
+
+/// The file-based service discovery file of a Prometheus started with `start_discovering`.
+pub fn targets_file(dir: &Path) -> PathBuf {
+    dir.join("targets.json")
+}
+
+/// Writes `targets` for file-based service discovery, whole or not at all: Prometheus may read
+/// the file at any moment, and a half-written one would drop every target.
+pub fn write_targets(file: &Path, targets: &[ScrapeTarget]) -> Result<(), PrometheusError> {
+    let groups: Vec<serde_json::Value> = targets
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "targets": [t.address.to_string()],
+                "labels": {"namespace": t.namespace, "pod": t.pod},
+            })
+        })
+        .collect();
+    let text = serde_json::Value::Array(groups).to_string();
+    let partial = file.with_extension("json.partial");
+    std::fs::write(&partial, text)
+        .and_then(|()| std::fs::rename(&partial, file))
+        .map_err(|source| PrometheusError::Write {
+            path: file.to_path_buf(),
+            source,
+        })
+}
+
+/// As `scrape_config`, with the targets read from `file` (re-read when it changes).
+fn discovery_config(file: &Path) -> String {
+    format!(
+        "# Written by sluice.\nglobal:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: demo\n    file_sd_configs:\n      - files: ['{}']\n        refresh_interval: 1s\n",
+        file.display()
+    )
 }
 
 fn free_port() -> std::io::Result<u16> {

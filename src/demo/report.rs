@@ -524,6 +524,7 @@ mod tests {
                     rejected: false,
                 }],
                 traffic_error: None,
+                objects: Vec::new(),
             })
             .collect();
         Timeline {

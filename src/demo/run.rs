@@ -11,7 +11,10 @@ use kube::ResourceExt;
 use tokio::time::MissedTickBehavior;
 
 use super::prometheus::{self, PrometheusError};
-use super::release::{self, Release, ReleaseError, Verdict};
+use super::cluster::ControlPlane;
+use super::gateway::{Gateway, GatewayConfig};
+use super::on_cluster::{ClusterRelease, ControllerProcess};
+use super::release::{self, Release, ReleaseError, Tick, Verdict};
 use super::report;
 use super::stage::{Scenario, Stage, StageConfig, StageError, pod_names};
 use super::timeline::{self, Decision, Snapshot, Timeline, TrafficProbe};
@@ -51,6 +54,8 @@ pub enum DemoError {
     Usage(String),
     #[error("interrupted")]
     Interrupted,
+    #[error("sluice demo --cluster: {0}")]
+    Cluster(String),
 }
 
 impl DemoError {
@@ -138,6 +143,18 @@ pub struct DemoOptions {
     pub max_duration: Duration,
     /// Redraw in place (a terminal) or print plain lines.
     pub interactive: bool,
+    /// Run on a real API server (`--cluster`) rather than over a memory cluster.
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// Where `sluice demo --cluster` finds what it needs from the repository.
+pub struct ClusterOptions {
+    /// `e2e/cluster/`: up.sh, down.sh, tools.sh.
+    pub scripts: PathBuf,
+    /// `charts/sluice/`, whose RBAC the controller runs with.
+    pub chart: PathBuf,
+    /// The crds/ the cluster gets (`sluice crd`).
+    pub crds: String,
 }
 
 pub struct DemoOutcome {
@@ -185,6 +202,7 @@ pub async fn run_demo(
         canary: options.scenario.canary_app(),
         rate: options.rate,
         max_duration: options.max_duration + Duration::from_secs(30),
+        discover_pods: options.cluster.is_some(),
     };
     // Listening for Ctrl-C and SIGTERM from here on: a stop asked while the stage starts drops
     // what was started so far, and its processes with it.
@@ -197,10 +215,21 @@ pub async fn run_demo(
         stage = Stage::start(&config) => stage?,
         _ = stopped.wait_for(|stop| *stop) => return Err(DemoError::Interrupted),
     };
-    let result = drive_demo(
-        &options, &canary, &templates, &stage, stopped, &mut view, out,
-    )
-    .await;
+    let result = match &options.cluster {
+        None => {
+            drive_in_memory(
+                &options, &canary, &templates, &stage, stopped, &mut view, out,
+            )
+            .await
+        }
+        Some(cluster) => {
+            drive_on_cluster(
+                &options, cluster, &canary, &templates, &stage, &scratch.0, stopped, &mut view,
+                out,
+            )
+            .await
+        }
+    };
     let mut timeline = match result {
         Ok(timeline) => timeline,
         Err(e) => {
@@ -251,14 +280,36 @@ fn write(path: &Path, text: &str) -> Result<(), DemoError> {
     std::fs::write(path, text).map_err(failed)
 }
 
-/// The demo's loop: reconcile, read the traffic, draw, once a second until the verdict (and a
-/// few seconds more), an interruption, or `max_duration`.
-async fn drive_demo(
+/// Who moves the release: the controller's reconcile in this process over a memory cluster, or
+/// a `sluice controller` process on a real API server (then the demo only reads the status).
+enum Driver<'a> {
+    Memory(Release),
+    Cluster(&'a ClusterRelease),
+}
+
+impl Driver<'_> {
+    async fn tick(&self, now: i64) -> Result<Tick, String> {
+        match self {
+            Driver::Memory(release) => release.tick(now).await.map_err(|e| e.to_string()),
+            Driver::Cluster(release) => release.tick().await.map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn objects(&self) -> Vec<String> {
+        match self {
+            Driver::Memory(_) => Vec::new(),
+            Driver::Cluster(release) => release.objects().await,
+        }
+    }
+}
+
+/// `sluice demo`: the release over a memory cluster, reconciled in this process.
+async fn drive_in_memory(
     options: &DemoOptions,
     canary: &Canary,
     templates: &[MetricTemplate],
     stage: &Stage,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
     view: &mut View,
     out: &mut impl Write,
 ) -> Result<Timeline, DemoError> {
@@ -277,6 +328,116 @@ async fn drive_demo(
         .await?;
     let (primary_pod, canary_pod) = pod_names(&canary.spec.target_ref.name);
     let probe = TrafficProbe::new(&url, &namespace, &primary_pod, &canary_pod)?;
+    drive_demo(options, canary, &Driver::Memory(release), &probe, stopped, view, out).await
+}
+
+/// `sluice demo --cluster`: the release on a real API server (the local control plane, started
+/// here unless it runs already or `KUBECONFIG` names a cluster), moved by the real
+/// `sluice controller` with the chart's RBAC, its HTTPRoute followed by the local gateway.
+#[allow(clippy::too_many_arguments)]
+async fn drive_on_cluster(
+    options: &DemoOptions,
+    cluster: &ClusterOptions,
+    canary: &Canary,
+    templates: &[MetricTemplate],
+    stage: &Stage,
+    scratch: &Path,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    view: &mut View,
+    out: &mut impl Write,
+) -> Result<Timeline, DemoError> {
+    let setup = |e: &dyn std::fmt::Display| DemoError::Cluster(e.to_string());
+    let state = std::env::var_os("SLUICE_CLUSTER_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("sluice-cluster"));
+    let (plane, started_here) = match std::env::var_os("KUBECONFIG") {
+        Some(kubeconfig) => (ControlPlane::existing(PathBuf::from(kubeconfig)), false),
+        None => {
+            let running = state.join("kubeconfig").is_file();
+            view.note(
+                out,
+                if running {
+                    "on the local control plane that runs already (e2e/cluster/up.sh)"
+                } else {
+                    "starting the local control plane (e2e/cluster/up.sh; the first run builds it, about 20 minutes)"
+                },
+            );
+            let plane = ControlPlane::up(&cluster.scripts, &state).map_err(|e| setup(&e))?;
+            (plane, !running)
+        }
+    };
+    let result = async {
+        let client = plane.client().await.map_err(|e| setup(&e))?;
+        let tools = std::process::Command::new("bash")
+            .arg(cluster.scripts.join("tools.sh"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| setup(&e))?;
+        let helm = PathBuf::from(String::from_utf8_lossy(&tools.stdout).trim()).join("helm");
+        let release = ClusterRelease::new(client.clone(), canary, options.scenario.canary_app());
+        let url = stage.prometheus.url();
+        let account = release
+            .seed(
+                &helm,
+                &cluster.chart,
+                &cluster.crds,
+                canary,
+                templates,
+                &url,
+                &Scenario::primary_app(),
+            )
+            .await
+            .map_err(|e| setup(&e))?;
+        let sluice = std::env::current_exe().map_err(DemoError::Executable)?;
+        let namespace = canary.namespace().unwrap_or_else(|| "default".into());
+        let controller =
+            ControllerProcess::start(&sluice, &client, &plane, &namespace, &account, &url, scratch)
+                .await
+                .map_err(|e| setup(&e))?;
+        let (primary_app, canary_app) = stage.apps();
+        let gateway = Gateway::start(GatewayConfig {
+            client,
+            canary: canary.clone(),
+            router: stage.router.clone(),
+            primary_app,
+            canary_app,
+            targets_file: stage.prometheus.discovery_file(),
+        });
+        let probe = TrafficProbe::for_target(&url, &namespace, &canary.spec.target_ref.name)?;
+        let timeline = drive_demo(
+            options,
+            canary,
+            &Driver::Cluster(&release),
+            &probe,
+            stopped,
+            view,
+            out,
+        )
+        .await;
+        drop(gateway);
+        controller.stop().await;
+        timeline
+    }
+    .await;
+    if started_here {
+        view.note(out, "stopping the local control plane (e2e/cluster/down.sh)");
+        plane.down().map_err(|e| setup(&e))?;
+    }
+    result
+}
+
+/// The demo's loop: reconcile (or read the status), read the traffic, draw, once a second until
+/// the verdict (and a few seconds more), an interruption, or `max_duration`.
+async fn drive_demo(
+    options: &DemoOptions,
+    canary: &Canary,
+    release: &Driver<'_>,
+    probe: &TrafficProbe,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    view: &mut View,
+    out: &mut impl Write,
+) -> Result<Timeline, DemoError> {
+    let namespace = canary.namespace().unwrap_or_else(|| "default".into());
     align_to_second().await;
     let mut timeline = Timeline {
         scenario: options.scenario.name().into(),
@@ -360,6 +521,7 @@ async fn drive_demo(
             canary: canary_stats,
             evidence: timeline::evidence(&status),
             traffic_error,
+            objects: release.objects().await,
         };
         view.draw(out, &timeline, &snapshot);
         timeline.snapshots.push(snapshot);

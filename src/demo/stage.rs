@@ -148,6 +148,10 @@ pub struct StageConfig {
     pub rate: f64,
     /// The load stops by itself after this, whatever happens to the caller.
     pub max_duration: Duration,
+    /// Leave the scrape targets to file-based discovery (`Stage::targets_file`), for apps that
+    /// stand for pods whose names are known only once they exist (`demo::gateway`); else both
+    /// apps are scraped from the start under fixed pod names.
+    pub discover_pods: bool,
 }
 
 /// A running `sluice demo-app`. Dropping it kills the process.
@@ -270,25 +274,30 @@ impl Stage {
             })
             .await
         });
-        let (primary_pod, canary_pod) = pod_names(&config.target);
-        let targets = [
-            ScrapeTarget {
-                address: primary.address,
-                namespace: config.namespace.clone(),
-                pod: primary_pod,
-            },
-            ScrapeTarget {
-                address: canary.address,
-                namespace: config.namespace.clone(),
-                pod: canary_pod,
-            },
-        ];
-        let prometheus =
-            PrometheusServer::start(&config.prometheus, &config.dir.join("prometheus"), &targets)
+        let prometheus_dir = config.dir.join("prometheus");
+        let prometheus = if config.discover_pods {
+            PrometheusServer::start_discovering(&config.prometheus, &prometheus_dir).await?
+        } else {
+            let (primary_pod, canary_pod) = pod_names(&config.target);
+            let targets = [
+                ScrapeTarget {
+                    address: primary.address,
+                    namespace: config.namespace.clone(),
+                    pod: primary_pod,
+                },
+                ScrapeTarget {
+                    address: canary.address,
+                    namespace: config.namespace.clone(),
+                    pod: canary_pod,
+                },
+            ];
+            let prometheus =
+                PrometheusServer::start(&config.prometheus, &prometheus_dir, &targets).await?;
+            prometheus
+                .wait_for_targets(&config.namespace, targets.len(), SCRAPE_TIMEOUT)
                 .await?;
-        prometheus
-            .wait_for_targets(&config.namespace, targets.len(), SCRAPE_TIMEOUT)
-            .await?;
+            prometheus
+        };
         Ok(Self {
             prometheus,
             router: Arc::new(router),
@@ -297,6 +306,11 @@ impl Stage {
             canary,
             load: Some((stop, load)),
         })
+    }
+
+    /// Where the primary and the canary app listen.
+    pub fn apps(&self) -> (SocketAddr, SocketAddr) {
+        (self.primary.address, self.canary.address)
     }
 
     /// The admin API's base URL.

@@ -62,6 +62,10 @@ pub struct Snapshot {
     /// Why the traffic figures are missing, when they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_error: Option<String>,
+    /// On a real cluster (`sluice demo --cluster`): the release's objects, one line each, as
+    /// `kubectl get` shows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
 }
 
 /// How the release ended.
@@ -129,8 +133,16 @@ pub fn evidence(status: &CanaryStatus) -> Vec<EvidencePoint> {
 pub struct TrafficProbe {
     provider: PrometheusProvider,
     namespace: String,
-    primary_pod: String,
-    canary_pod: String,
+    arms: ProbeArms,
+}
+
+/// Which series are the primary's and the canary's.
+enum ProbeArms {
+    /// Fixed pod names (the demo's scrape configuration).
+    Pods { primary: String, canary: String },
+    /// The pods of a target Deployment on a cluster, told apart by name; names change with
+    /// each rollout, so the busiest pod of each arm is taken.
+    Target(String),
 }
 
 impl TrafficProbe {
@@ -144,8 +156,23 @@ impl TrafficProbe {
             // Short: the probe runs every second and must not hold the view up.
             provider: super::prometheus::provider(prometheus, Duration::from_millis(800))?,
             namespace: namespace.to_string(),
-            primary_pod: primary_pod.to_string(),
-            canary_pod: canary_pod.to_string(),
+            arms: ProbeArms::Pods {
+                primary: primary_pod.to_string(),
+                canary: canary_pod.to_string(),
+            },
+        })
+    }
+
+    /// A probe for the pods of the Deployment `target` and its `-primary` copy on a cluster.
+    pub fn for_target(
+        prometheus: &str,
+        namespace: &str,
+        target: &str,
+    ) -> Result<Self, super::prometheus::PrometheusError> {
+        Ok(Self {
+            provider: super::prometheus::provider(prometheus, Duration::from_millis(800))?,
+            namespace: namespace.to_string(),
+            arms: ProbeArms::Target(target.to_string()),
         })
     }
 
@@ -181,7 +208,21 @@ impl TrafficProbe {
                     .map(|v| v * 1000.0),
             }
         };
-        Ok((arm(&self.primary_pod), arm(&self.canary_pod)))
+        let (primary_pod, canary_pod) = match &self.arms {
+            ProbeArms::Pods { primary, canary } => (primary.clone(), canary.clone()),
+            ProbeArms::Target(target) => {
+                let busiest = |is_primary: bool| {
+                    requests
+                        .iter()
+                        .filter(|(pod, _)| super::gateway::arm_of(pod, target) == Some(is_primary))
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map(|(pod, _)| pod.clone())
+                        .unwrap_or_default()
+                };
+                (busiest(true), busiest(false))
+            }
+        };
+        Ok((arm(&primary_pod), arm(&canary_pod)))
     }
 
     async fn by_pod(&self, query: &str, at: i64) -> Result<BTreeMap<String, f64>, String> {

@@ -125,6 +125,13 @@ pub fn frame(timeline: &Timeline, snapshot: &Snapshot) -> Vec<String> {
         "analysed intervals: {} (one every {} s)",
         snapshot.analysed_intervals, timeline.interval_seconds
     ));
+    if !snapshot.objects.is_empty() {
+        lines.push(String::new());
+        lines.push("objects (kubectl get)".into());
+        for object in &snapshot.objects {
+            lines.push(format!("  {object}"));
+        }
+    }
     lines.into_iter().map(cut).collect()
 }
 
@@ -306,6 +313,7 @@ mod tests {
                 rejected: false,
             }],
             traffic_error: None,
+            objects: Vec::new(),
         }
     }
 

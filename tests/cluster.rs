@@ -1,0 +1,290 @@
+//! The controller against a real Kubernetes control plane: kube-apiserver, etcd,
+//! kube-controller-manager, kube-scheduler and kwok, built from their Go modules and started on
+//! 127.0.0.1 by `e2e/cluster/up.sh` (see e2e/cluster/README.md).
+//!
+//! One control plane per test binary, shared by its tests, each test in a namespace of its own
+//! with its own `sluice controller` process, which runs as the chart's ServiceAccount with the
+//! chart's RBAC (rendered by `helm template`), never as an administrator.
+//!
+//! Which control plane: `SLUICE_TEST_KUBECONFIG` names any cluster (kind, k3d; the fault tests
+//! that restart the API server are skipped there); else the one `bash e2e/cluster/up.sh` runs,
+//! if any; else the harness starts a private one and a watcher process stops it, by its PIDs,
+//! as soon as this test binary exits.
+//!
+//! The traffic is real: a local gateway (`sluice::demo::gateway`) watches the HTTPRoute the
+//! controller writes and splits requests between two `sluice demo-app` processes by its weights;
+//! Prometheus scrapes those processes under the names of the kwok pods they stand for. The
+//! weights the controller writes are what the analysis sees.
+
+#[path = "support/cluster.rs"]
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::{Controller, Release, TestNamespace, read_route_weights};
+use serde_json::json;
+use sluice::demo::stage::Scenario;
+
+/// The demo Canary's schedule, read back from the HTTPRoute: canary weights in order, then back
+/// to 0 on promotion.
+const PROMOTED: [u32; 7] = [0, 10, 20, 30, 40, 50, 0];
+
+/// Longest a release may take here (one runs in about 80 s: 5 steps of 10 s plus start-up).
+const RELEASE_LIMIT: Duration = Duration::from_secs(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crds_are_accepted_and_cel_rules_refuse_bad_canaries() {
+    let ns = TestNamespace::new("crds").await;
+    for crd in ["canaries.sluice.dev", "metrictemplates.sluice.dev"] {
+        let conditions = ns.crd_conditions(crd).await;
+        assert_eq!(
+            conditions.get("Established").map(String::as_str),
+            Some("True"),
+            "{crd}: {conditions:?}"
+        );
+        assert_eq!(
+            conditions.get("NonStructuralSchema"),
+            None,
+            "{crd} must have a structural schema: {conditions:?}"
+        );
+    }
+    // Every CEL rule in the CRD has a bad example here: a new rule without one fails this test.
+    let cases = harness::cel_cases();
+    let rules = harness::crd_rule_messages();
+    for message in &rules {
+        assert!(
+            cases.iter().any(|c| c.message == message),
+            "the CEL rule {message:?} has no bad example in harness::cel_cases"
+        );
+    }
+    for case in &cases {
+        let refused = ns.create_canary_expecting_refusal(&case.analysis).await;
+        assert!(
+            refused.contains(case.message),
+            "{}: expected {:?} in the API server's answer, got {refused}",
+            case.name,
+            case.message
+        );
+    }
+    // The example Canary and the demo's are accepted as they are.
+    ns.apply_file("examples/canary.yaml").await;
+    ns.apply_file("e2e/canary.yaml").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_rbac_is_enough_and_no_more() {
+    let ns = TestNamespace::new("rbac").await;
+    let as_controller = ns.controller_client().await;
+    // What the controller does is allowed ...
+    for (what, result) in harness::allowed_requests(&as_controller, &ns.name).await {
+        assert!(result.is_ok(), "{what} must be allowed: {result:?}");
+    }
+    // ... and what it never does is refused by the API server.
+    for (what, result) in harness::forbidden_requests(&as_controller, &ns.name).await {
+        let error = result.expect_err(&format!("{what} must be refused"));
+        assert!(
+            error.contains("forbidden") || error.contains("Forbidden") || error.contains("403"),
+            "{what}: expected 403, got {error}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_steps_the_httproute_and_is_promoted() {
+    let release = Release::start("promote", Scenario::Good).await;
+    let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    release.wait_initialized().await;
+    // The generated objects, as the real API server holds them.
+    let primary = release.ns.get("apps/v1", "Deployment", "podinfo-primary").await;
+    assert_eq!(primary["status"]["availableReplicas"], 1, "{primary}");
+    for service in ["podinfo", "podinfo-primary", "podinfo-canary"] {
+        release.ns.get("v1", "Service", service).await;
+    }
+    let route = release
+        .ns
+        .get("gateway.networking.k8s.io/v1", "HTTPRoute", "podinfo")
+        .await;
+    assert_eq!(read_route_weights(&route), Some((100, 0)), "{route}");
+    assert_eq!(
+        release.ns.get("apps/v1", "Deployment", "podinfo").await["spec"]["replicas"],
+        0
+    );
+
+    let started = Instant::now();
+    release.new_image("podinfo:1.1.0").await;
+    let weights = release.follow_until_done(RELEASE_LIMIT).await;
+    let took = started.elapsed();
+    eprintln!("promotion: HTTPRoute weights {weights:?} in {took:.0?}");
+    assert_eq!(release.phase().await, "Succeeded", "{}", release.describe().await);
+    assert_eq!(weights, PROMOTED, "{}", release.describe().await);
+    let primary = release.ns.get("apps/v1", "Deployment", "podinfo-primary").await;
+    assert_eq!(
+        primary["spec"]["template"]["spec"]["containers"][0]["image"], "podinfo:1.1.0",
+        "promotion copies the pod template to the primary"
+    );
+    assert_eq!(
+        release.ns.get("apps/v1", "Deployment", "podinfo").await["spec"]["replicas"],
+        0
+    );
+    // The gateway applied the same steps to real traffic, and the canary served some of it.
+    let applied: Vec<u32> = release.gateway.applied().iter().map(|c| c.routes.canary).collect();
+    assert_eq!(applied, PROMOTED);
+    let (_, canary_requests) = release.stage.router.counts();
+    assert!(canary_requests > 100, "the canary served {canary_requests} requests");
+    release.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_is_rolled_back_for_the_traffic_it_served() {
+    let release = Release::start("rollback", Scenario::Errors).await;
+    let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    release.wait_initialized().await;
+    release.new_image("podinfo:1.1.0").await;
+    let weights = release.follow_until_done(RELEASE_LIMIT).await;
+    eprintln!("rollback: HTTPRoute weights {weights:?}");
+    let status = release.status().await;
+    assert_eq!(status["phase"], "Failed", "{}", release.describe().await);
+    assert_eq!(weights.first(), Some(&0));
+    assert_eq!(weights.last(), Some(&0));
+    assert!(weights.len() >= 3 && weights[1] == 10, "{weights:?}");
+    let message = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Promoted"))
+        .map(|c| c["message"].to_string())
+        .unwrap_or_default();
+    assert!(message.contains("error-rate"), "the cause: {message}");
+    let primary = release.ns.get("apps/v1", "Deployment", "podinfo-primary").await;
+    assert_eq!(
+        primary["spec"]["template"]["spec"]["containers"][0]["image"], "podinfo:1.0.0",
+        "a rollback leaves the primary as it was"
+    );
+    assert_eq!(
+        release.ns.get("apps/v1", "Deployment", "podinfo").await["spec"]["replicas"],
+        0
+    );
+    release.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_configmap_starts_a_release() {
+    let release = Release::start_with_config("config", Scenario::Good).await;
+    let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    release.wait_initialized().await;
+    let copy = release.ns.get("v1", "ConfigMap", "podinfo-config-primary").await;
+    assert_eq!(copy["data"]["color"], "blue", "{copy}");
+    release
+        .ns
+        .apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "podinfo-config"}, "data": {"color": "green"}}))
+        .await;
+    let status = release
+        .wait_status(Duration::from_secs(60), |s| {
+            s["phase"] == "Progressing" && s["canaryWeight"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    eprintln!("config change: {}", status["phase"]);
+    let weights = release.follow_until_done(RELEASE_LIMIT).await;
+    assert_eq!(weights, PROMOTED, "{}", release.describe().await);
+    let copy = release.ns.get("v1", "ConfigMap", "podinfo-config-primary").await;
+    assert_eq!(copy["data"]["color"], "green", "promotion copies the config: {copy}");
+    release.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_controller_resumes_the_same_release_at_the_same_weight() {
+    let release = Release::start("sigkill", Scenario::Good).await;
+    let mut controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    release.wait_initialized().await;
+    release.new_image("podinfo:1.1.0").await;
+    let mut weights = release.follow_until_weight(20, RELEASE_LIMIT).await;
+    let before = release.status().await;
+    controller.kill();
+    eprintln!("SIGKILL at weight 20, iterations {}", before["iterations"]);
+    // Nothing moves while no controller runs.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(release.route_weights().await, Some((80, 20)));
+    let _restarted = Controller::start(&release.ns, &release.prometheus_url(), "a2", true).await;
+    weights.extend(release.follow_until_done(RELEASE_LIMIT).await.into_iter().skip(1));
+    eprintln!("after restart: {weights:?}");
+    assert_eq!(weights, PROMOTED, "{}", release.describe().await);
+    assert_eq!(release.phase().await, "Succeeded");
+    release.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_over_when_the_leader_is_killed() {
+    let release = Release::start("leader", Scenario::Good).await;
+    let mut a = Controller::start(&release.ns, &release.prometheus_url(), "replica-a", true).await;
+    release.wait_for_leader("replica-a").await;
+    let mut b = Controller::start(&release.ns, &release.prometheus_url(), "replica-b", true).await;
+    release.wait_initialized().await;
+    release.new_image("podinfo:1.1.0").await;
+    let mut weights = release.follow_until_weight(20, RELEASE_LIMIT).await;
+    let leader = release.lease_holder().await;
+    assert_eq!(leader.as_deref(), Some("replica-a"));
+    let killed = Instant::now();
+    a.kill();
+    let new_leader = release.wait_for_leader("replica-b").await;
+    let takeover = killed.elapsed();
+    eprintln!("leader killed; replica-b leads after {takeover:.1?}");
+    assert!(
+        takeover <= Duration::from_secs(15 + 5),
+        "the lease lasts 15 s; takeover took {takeover:?} ({new_leader})"
+    );
+    weights.extend(release.follow_until_done(RELEASE_LIMIT).await.into_iter().skip(1));
+    eprintln!("leader change: {weights:?}");
+    // No step done twice, none skipped.
+    assert_eq!(weights, PROMOTED, "{}", release.describe().await);
+    let notes = release.event_notes().await;
+    for weight in [10, 20, 30, 40, 50] {
+        let step = format!("canary weight {weight}");
+        let times = notes
+            .iter()
+            .filter(|n| n.starts_with("advance") && n.ends_with(&step))
+            .count();
+        assert_eq!(times, 1, "the step to {weight} is made once: {notes:#?}");
+    }
+    b.kill();
+    release.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_release_goes_on_after_the_api_server_restarts() {
+    let Some(_alone) = harness::exclusive().await else {
+        eprintln!("skipped: the API server of a cluster named by SLUICE_TEST_KUBECONFIG is not ours to restart");
+        return;
+    };
+    let release = Release::start("apiserver", Scenario::Good).await;
+    let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    release.wait_initialized().await;
+    release.new_image("podinfo:1.1.0").await;
+    let mut weights = release.follow_until_weight(20, RELEASE_LIMIT).await;
+    let down = Instant::now();
+    harness::restart_apiserver(Duration::from_secs(3));
+    eprintln!("API server back after {:.1?}", down.elapsed());
+    weights.extend(release.follow_until_done(RELEASE_LIMIT).await.into_iter().skip(1));
+    eprintln!("API server restart: {weights:?}");
+    assert_eq!(weights, PROMOTED, "{}", release.describe().await);
+    assert_eq!(release.phase().await, "Succeeded");
+    release.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_during_a_step_are_not_lost() {
+    let release = Release::start("conflict", Scenario::Good).await;
+    let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    release.wait_initialized().await;
+    release.new_image("podinfo:1.1.0").await;
+    let mut weights = release.follow_until_weight(10, RELEASE_LIMIT).await;
+    // Read-modify-write with the resourceVersion read, as kubectl edit does, while the
+    // controller writes the status: a conflict is retried from a fresh read, never lost.
+    let conflicts = release.edit_canary_repeatedly(8).await;
+    eprintln!("edits made; {conflicts} conflict(s) retried");
+    weights.extend(release.follow_until_done(RELEASE_LIMIT).await.into_iter().skip(1));
+    assert_eq!(weights, PROMOTED, "{}", release.describe().await);
+    let canary = release.canary().await;
+    assert_eq!(canary["metadata"]["annotations"]["example.com/edit"], "8");
+    assert_eq!(canary["spec"]["analysis"]["threshold"], 13, "the last edit of the spec stays");
+    assert_eq!(canary["status"]["phase"], "Succeeded");
+    release.stop().await;
+}
