@@ -362,9 +362,17 @@ fn canaries_tracking(
         .collect()
 }
 
-async fn reconcile_canary(canary: Arc<Canary>, data: Arc<Data>) -> Result<Requeue, ReconcileError> {
-    let namespace = canary.namespace().unwrap_or_else(|| "default".into());
-    let name = canary.name_any();
+async fn reconcile_canary(cached: Arc<Canary>, data: Arc<Data>) -> Result<Requeue, ReconcileError> {
+    let namespace = cached.namespace().unwrap_or_else(|| "default".into());
+    let name = cached.name_any();
+    // Read the Canary afresh: the watch cache can lag the status this controller wrote a moment
+    // ago, and a reconcile of that older status would take the same step twice (seen on a real
+    // API server: every transition recorded twice). One GET per reconcile buys exactness.
+    let Some(canary) =
+        super::reconcile::load_canary(data.ctx.cluster.as_ref(), &namespace, &name).await?
+    else {
+        return Ok(Requeue::await_change());
+    };
     if let Err(errors) = validate_canary(&canary) {
         // Nothing is changed in the cluster for an invalid Canary; the status says what to fix.
         let mut status = canary.status.clone().unwrap_or_default();

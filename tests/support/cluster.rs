@@ -699,17 +699,17 @@ impl Release {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// Reads the HTTPRoute's canary weight four times a second until `stop` says so, and
-    /// returns each weight seen, in order, repeats left out.
+    /// Follows the HTTPRoute's canary weight, as the gateway's watch of it applied each change,
+    /// from the current one until `stop` says so; repeats left out.
     async fn follow(&self, limit: Duration, stop: impl Fn(&[u32], &str) -> bool) -> Vec<u32> {
         let started = Instant::now();
-        let mut weights: Vec<u32> = Vec::new();
+        let seen = self.gateway.applied().len().saturating_sub(1);
         loop {
-            if let Some((_, canary)) = self.route_weights().await
-                && weights.last() != Some(&canary)
-            {
-                weights.push(canary);
-            }
+            // The gateway's watch sees every change of the HTTPRoute, however short-lived.
+            let weights: Vec<u32> = self.gateway.applied()[seen..]
+                .iter()
+                .map(|c| c.routes.canary)
+                .collect();
             let phase = self.phase().await;
             if stop(&weights, &phase) {
                 return weights;
