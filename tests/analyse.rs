@@ -281,7 +281,8 @@ fn bad_input_names_the_field() {
 /// it for a single-quoted string, so a templateVariables value with a double quote ended the
 /// real string and rewrote the query to `... * 0 or vector(0)`: zero errors, and a canary failing
 /// 5% of its requests was promoted. Rendered by the lexer, the value stays inside its matcher
-/// (`job!="..."` excludes nothing) and the release is rolled back.
+/// (`job!="..."` excludes nothing) and the release is rolled back. (With the old renderer this
+/// test fails: exit 0, PROMOTE, 0 errors counted.)
 #[test]
 fn template_injection_through_a_comment_is_rolled_back() {
     let r = releases();
@@ -301,6 +302,13 @@ fn template_injection_through_a_comment_is_rolled_back() {
             "        templateRef: {name: app-errors}\n        templateVariables:\n          exclude: 'x\"}[1m])) * 0 or vector(0) #'\n",
         );
     assert!(canary.contains("vector(0)"));
+    // Only the comparisons judge: with the guardrails the old renderer's release still failed
+    // its success-rate checks after five intervals, and the injection would not show.
+    let canary = canary
+        .split("      - name: request-success-rate")
+        .next()
+        .unwrap()
+        .to_string();
     let canary_path = dir.path().join("canary.yaml");
     std::fs::write(&canary_path, canary).unwrap();
     let output = sluice()

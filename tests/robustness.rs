@@ -573,6 +573,10 @@ fn an_unresponsive_prometheus_costs_one_timeout() {
     );
     // Eight metrics at one second each would take eight seconds.
     assert!(run.took < Duration::from_secs(4), "took {:?}", run.took);
+    println!(
+        "8 metrics, unresponsive Prometheus, --query-timeout 1: exit 69 after {:?}",
+        run.took
+    );
     assert_eq!(server.requests.load(Ordering::SeqCst), 1);
 }
 
@@ -719,6 +723,11 @@ fn endless_and_deep_files_are_refused_fast() {
     let run = analyse_canary(&big);
     assert_eq!(run.code, 65, "{}", run.stderr);
     assert!(run.stderr.contains("larger than"), "{}", run.stderr);
+    println!(
+        "a {} MB list refused in {:?}",
+        list.len() / 1_000_000,
+        run.took
+    );
 }
 
 #[test]
