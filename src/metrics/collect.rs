@@ -29,7 +29,10 @@ pub enum CollectError {
         count: usize,
     },
     #[error("{field}: {source}")]
-    Render { field: String, source: RenderError },
+    Render {
+        field: String,
+        source: Box<RenderError>,
+    },
     #[error("MetricTemplate {template}: {message}")]
     Provider { template: String, message: String },
 }
@@ -142,7 +145,7 @@ impl Collector {
                     let text = render(&template_name, &template.spec.query, &ctx, arm).map_err(
                         |source| CollectError::Render {
                             field: field.clone(),
-                            source,
+                            source: Box::new(source),
                         },
                     )?;
                     let key = provider_key(
