@@ -82,7 +82,7 @@ enum Command {
 #[derive(clap::Args)]
 struct AnalyseArgs {
     /// Prometheus base URL; overrides the templates' spec.provider.address.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = parse_base_url)]
     prometheus: Option<String>,
     /// The Canary to replay (YAML; sluice.dev/v1alpha1 or flagger.app/v1beta1).
     #[arg(long, value_name = "FILE")]
@@ -101,8 +101,9 @@ struct AnalyseArgs {
     end: Option<i64>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
-    /// Timeout for each query, in seconds.
-    #[arg(long, default_value_t = 10)]
+    /// Timeout for each query, in seconds (1 to 3600): the longest one query may take,
+    /// connecting included. A provider that times out is not asked again in that interval.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     query_timeout: u64,
 }
 
@@ -216,7 +217,7 @@ struct ControllerArgs {
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_address: std::net::SocketAddr,
     /// Prometheus for MetricTemplates without spec.provider.address.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = parse_base_url)]
     prometheus_address: Option<String>,
     /// Only one replica reconciles; the others stand by (a Lease in --lease-namespace).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -234,8 +235,8 @@ struct ControllerArgs {
     /// Router for Canaries without spec.provider: gatewayapi or kubernetes.
     #[arg(long, default_value = "gatewayapi")]
     router: String,
-    /// Timeout for each metrics query, in seconds.
-    #[arg(long, default_value_t = 10)]
+    /// Timeout for each metrics query, in seconds (1 to 3600).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     query_timeout: u64,
 }
 
@@ -245,15 +246,84 @@ enum Output {
     Json,
 }
 
+/// The latest time accepted, 9999-12-31T23:59:59Z: later ones overflow the replay's clock
+/// (a start near i64::MAX never reached its end) and no Prometheus holds them.
+const LATEST_TIME: i64 = 253_402_300_799;
+
 fn parse_time(text: &str) -> Result<i64, String> {
-    if let Ok(seconds) = text.parse::<i64>() {
-        return Ok(seconds);
+    let seconds = match text.parse::<i64>() {
+        Ok(seconds) => seconds,
+        Err(_) => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp())
+            .map_err(|e| {
+                format!("{text:?} is neither RFC 3339 (2026-11-20T10:00:00Z) nor Unix seconds: {e}")
+            })?,
+    };
+    if !(0..=LATEST_TIME).contains(&seconds) {
+        return Err(format!(
+            "{text:?} is outside 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59Z"
+        ));
     }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp())
-        .map_err(|e| {
-            format!("{text:?} is neither RFC 3339 (2026-11-20T10:00:00Z) nor Unix seconds: {e}")
-        })
+    Ok(seconds)
+}
+
+/// A Prometheus base URL: http or https with a host. Checked when the command line is parsed,
+/// so a typo is a usage error naming the flag, not a template that "cannot be rendered".
+fn parse_base_url(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text)
+        .map_err(|e| format!("{text:?} is not a URL ({e}); write it like http://127.0.0.1:9090"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!(
+            "{text:?} is not an http(s) URL with a host; write it like http://127.0.0.1:9090"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// An error for a terminal or a log: an HTML page in it (a proxy's or a web server's answer
+/// where an API was expected) is replaced by a note saying so, instead of the raw page.
+fn readable(message: &str) -> String {
+    let lower = message.to_ascii_lowercase();
+    let mut text = match ["<!doctype", "<html", "<head", "<body"]
+        .iter()
+        .filter_map(|tag| lower.find(tag))
+        .min()
+    {
+        Some(at) => {
+            let end = lower
+                .rfind("</html>")
+                .map_or(message.len(), |i| i + "</html>".len());
+            format!(
+                "{}(an HTML page: the server is a web server or a proxy, not the API expected; check the URL){}",
+                &message[..at],
+                &message[end.max(at)..]
+            )
+        }
+        None => message.to_string(),
+    };
+    // kube's words when an answer is not JSON, e.g. an HTML page or a plain-text error.
+    if text.contains("Error deserializing response") && !text.contains("HTML page") {
+        text.push_str(
+            " (the server's answer is not a Kubernetes API's JSON: check the kubeconfig's server URL)",
+        );
+    }
+    text
+}
+
+/// Log lines pass through `readable` on their way to stderr: kube's client logs a whole answer
+/// at warn when it is not JSON, which for a web server is a page of HTML.
+struct ReadableStderr;
+
+impl std::io::Write for ReadableStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(readable(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 fn main() -> ExitCode {
@@ -272,7 +342,9 @@ fn main() -> ExitCode {
         "warn"
     };
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| ReadableStderr)
+        // Colour codes only for a person at a terminal: in a pod's log or a pipe they are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
@@ -467,7 +539,7 @@ fn run_controller(args: ControllerArgs) -> ExitCode {
     match runtime.block_on(run(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", readable(&e.to_string()));
             let code = match e {
                 RunError::Config(_) | RunError::Unreachable { .. } => exit::UNREACHABLE,
                 _ => 1,

@@ -271,3 +271,71 @@ fn bad_input_names_the_field() {
         .unwrap();
     assert_eq!(output.status.code(), Some(64));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10 (robustness): template values cannot rewrite a query. More cases, against a fake
+// Prometheus, are in tests/robustness.rs.
+
+/// The issue's injection, end to end: the errors template starts with a comment holding an
+/// apostrophe (`# the arm's failed requests`), which made the old renderer take everything after
+/// it for a single-quoted string, so a templateVariables value with a double quote ended the
+/// real string and rewrote the query to `... * 0 or vector(0)`: zero errors, and a canary failing
+/// 5% of its requests was promoted. Rendered by the lexer, the value stays inside its matcher
+/// (`job!="..."` excludes nothing) and the release is rolled back. (With the old renderer this
+/// test fails: exit 0, PROMOTE, 0 errors counted.)
+#[test]
+fn template_injection_through_a_comment_is_rolled_back() {
+    let r = releases();
+    let dir = tempfile::tempdir().unwrap();
+    let templates = std::fs::read_to_string(format!("{ROOT}/metrics-templates/app.yaml"))
+        .unwrap()
+        .replace(
+            "  query: |\n    sum(increase(http_requests_total{namespace=\"{{ namespace }}\",pod=~\"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\",status=~\"5..\"}[{{ interval }}]))",
+            "  query: |\n    # the arm's failed requests\n    sum(increase(http_requests_total{namespace=\"{{ namespace }}\",pod=~\"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\",status=~\"5..\",job!=\"{{ variables.exclude }}\"}[{{ interval }}]))",
+        );
+    assert!(templates.contains("the arm's failed requests"));
+    std::fs::write(dir.path().join("app.yaml"), templates).unwrap();
+    let canary = std::fs::read_to_string(format!("{ROOT}/examples/canary.yaml"))
+        .unwrap()
+        .replace(
+            "        templateRef: {name: app-errors}\n",
+            "        templateRef: {name: app-errors}\n        templateVariables:\n          exclude: 'x\"}[1m])) * 0 or vector(0) #'\n",
+        );
+    assert!(canary.contains("vector(0)"));
+    // Only the comparisons judge: with the guardrails the old renderer's release still failed
+    // its success-rate checks after five intervals, and the injection would not show.
+    let canary = canary
+        .split("      - name: request-success-rate")
+        .next()
+        .unwrap()
+        .to_string();
+    let canary_path = dir.path().join("canary.yaml");
+    std::fs::write(&canary_path, canary).unwrap();
+    let output = sluice()
+        .args(["analyse", "--prometheus", &r.prometheus.url])
+        .arg("--canary")
+        .arg(&canary_path)
+        .arg("--templates")
+        .arg(dir.path().join("app.yaml"))
+        .args(["--start", &r.errors.to_string()])
+        .args(["--end", &(r.errors + 600).to_string()])
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let report = json(&run);
+    assert_eq!(report["verdict"], "rollback");
+    assert!(
+        report["metrics"][0]["canary"]["ratePercent"]
+            .as_f64()
+            .unwrap()
+            > 3.0,
+        "{}",
+        report["metrics"][0]
+    );
+}

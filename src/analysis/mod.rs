@@ -4,6 +4,7 @@
 pub mod binomial;
 pub mod latency;
 pub mod sequential;
+pub mod validate;
 
 use crate::api::{
     Analysis, ComparisonKind, Evidence, EvidenceKind, MetricCheck, MetricEvidence, SequentialState,

@@ -129,7 +129,19 @@ pub struct GatewayRef {
     validation = Rule::new("!has(self.maxWeight) || (self.maxWeight >= 1 && self.maxWeight <= 100)")
         .message("maxWeight must be from 1 to 100"),
     validation = Rule::new("!has(self.threshold) || self.threshold >= 1")
-        .message("threshold must be at least 1")
+        .message("threshold must be at least 1"),
+    validation = Rule::new("!has(self.stepWeight) || (self.stepWeight >= 1 && self.stepWeight <= 100)")
+        .message("stepWeight must be from 1 to 100"),
+    validation = Rule::new("!has(self.stepWeight) || !has(self.maxWeight) || self.stepWeight <= self.maxWeight")
+        .message("stepWeight must not be above maxWeight: the first step would pass the cap"),
+    validation = Rule::new("!has(self.stepWeightPromotion) || (self.stepWeightPromotion >= 1 && self.stepWeightPromotion <= 100)")
+        .message("stepWeightPromotion must be from 1 to 100"),
+    validation = Rule::new("!has(self.minEffect) || (self.minEffect >= 0.0 && self.minEffect <= 1.0)")
+        .message("minEffect must be from 0 to 1; 0.2 tolerates a canary 20% worse than the primary"),
+    validation = Rule::new("!has(self.minSamplePerArm) || self.minSamplePerArm <= 1000000000")
+        .message("minSamplePerArm must be at most 1000000000, or no release would ever promote"),
+    validation = Rule::new("!has(self.interval) || (duration(self.interval) >= duration('1s') && duration(self.interval) <= duration('24h') && duration(self.interval).getMilliseconds() % 1000 == 0)")
+        .message("interval must be whole seconds from 1s to 24h")
 )]
 pub struct Analysis {
     /// Time between two analysis steps; also each comparison's query window.
@@ -152,7 +164,9 @@ pub struct Analysis {
     /// Number of analysis steps for A/B testing and blue/green.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u32>,
+    /// Keyed by name: the API server refuses two metrics of the same name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub metrics: Vec<MetricCheck>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<Webhook>,
@@ -196,7 +210,9 @@ fn default_min_sample() -> u64 {
     validation = Rule::new("has(self.thresholdRange) != has(self.comparison)")
         .message("a metric needs thresholdRange (a guardrail) or comparison (canary against primary), not both"),
     validation = Rule::new("has(self.templateRef)")
-        .message("templateRef is required: sluice has no built-in queries")
+        .message("templateRef is required: sluice has no built-in queries"),
+    validation = Rule::new("!has(self.interval) || (duration(self.interval) >= duration('1s') && duration(self.interval) <= duration('24h') && duration(self.interval).getMilliseconds() % 1000 == 0)")
+        .message("interval must be whole seconds from 1s to 24h")
 )]
 pub struct MetricCheck {
     pub name: String,
@@ -213,8 +229,13 @@ pub struct MetricCheck {
     pub comparison: Option<Comparison>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
+#[x_kube(
+    cel,
+    validation = Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max")
+        .message("thresholdRange min must not be above max")
+)]
 pub struct ThresholdRange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
@@ -241,7 +262,9 @@ pub struct TemplateRef {
     validation = Rule::new("self.type != 'latency' || !has(self.requestsTemplateRef)")
         .message("requestsTemplateRef applies to type errorRate only"),
     validation = Rule::new("!has(self.quantile) || (self.type == 'latency' && self.quantile > 0.5 && self.quantile < 1.0)")
-        .message("quantile applies to type latency and must be above 0.5 and below 1")
+        .message("quantile applies to type latency and must be above 0.5 and below 1"),
+    validation = Rule::new("!has(self.maxRegression) || (self.maxRegression > 1.0 && self.maxRegression <= 100.0)")
+        .message("maxRegression must be above 1 and at most 100: 1 or less can never be ruled out")
 )]
 pub struct Comparison {
     #[serde(rename = "type")]
@@ -438,6 +461,85 @@ mod tests {
         );
         let mixed = json!({"type": "latency", "requestsTemplateRef": {"name": "r"}});
         assert!(errors(Comparison::validate_cel(&mixed, None)).contains("errorRate only"));
+    }
+
+    /// One case per rule that keeps a value from switching the judge off.
+    #[test]
+    fn cel_rules_refuse_values_that_disable_the_judge() {
+        let refused = |result: Result<(), _>, what: &str| {
+            let text = format!("{:?}", result.err());
+            assert!(text.contains(what), "{what}: {text}");
+        };
+        let schedule = json!({"stepWeight": 10, "maxWeight": 50});
+        let with = |extra: serde_json::Value| {
+            let mut value = schedule.clone();
+            for (k, v) in extra.as_object().unwrap() {
+                value[k] = v.clone();
+            }
+            value
+        };
+        assert!(
+            Analysis::validate_cel(
+                &with(json!({"interval": "1m", "minEffect": 0.2, "stepWeightPromotion": 20})),
+                None
+            )
+            .is_ok()
+        );
+        refused(
+            Analysis::validate_cel(&json!({"stepWeight": 60, "maxWeight": 50}), None),
+            "not be above maxWeight",
+        );
+        refused(
+            Analysis::validate_cel(&json!({"stepWeight": 0, "maxWeight": 50}), None),
+            "stepWeight must be from 1 to 100",
+        );
+        refused(
+            Analysis::validate_cel(&with(json!({"stepWeightPromotion": 101})), None),
+            "stepWeightPromotion",
+        );
+        refused(
+            Analysis::validate_cel(&with(json!({"minEffect": 1e300})), None),
+            "minEffect",
+        );
+        refused(
+            Analysis::validate_cel(&with(json!({"minEffect": -0.1})), None),
+            "minEffect",
+        );
+        refused(
+            Analysis::validate_cel(&with(json!({"minSamplePerArm": 10_000_000_000u64})), None),
+            "minSamplePerArm",
+        );
+        for interval in ["500ms", "1500ms", "48h"] {
+            refused(
+                Analysis::validate_cel(&with(json!({"interval": interval})), None),
+                "whole seconds",
+            );
+        }
+        let metric = |interval: &str| json!({"name": "m", "templateRef": {"name": "t"}, "thresholdRange": {"min": 1}, "interval": interval});
+        assert!(MetricCheck::validate_cel(&metric("5m"), None).is_ok());
+        refused(
+            MetricCheck::validate_cel(&metric("100ms"), None),
+            "whole seconds",
+        );
+        assert!(ThresholdRange::validate_cel(&json!({"min": 1, "max": 2}), None).is_ok());
+        refused(
+            ThresholdRange::validate_cel(&json!({"min": 3, "max": 2}), None),
+            "min must not be above max",
+        );
+        let comparison = |margin: f64| json!({"type": "errorRate", "requestsTemplateRef": {"name": "r"}, "maxRegression": margin});
+        assert!(Comparison::validate_cel(&comparison(2.0), None).is_ok());
+        for margin in [1.0, 0.0, -2.0, 1e300] {
+            refused(
+                Comparison::validate_cel(&comparison(margin), None),
+                "maxRegression",
+            );
+        }
+        // Duplicate metric names: the list is a map keyed by name, enforced by the API server.
+        let crd = serde_json::to_string(&<Canary as kube::CustomResourceExt>::crd()).unwrap();
+        assert!(
+            crd.contains(r#""x-kubernetes-list-map-keys":["name"],"x-kubernetes-list-type":"map""#),
+            "metrics is not a list-map"
+        );
     }
 
     #[test]

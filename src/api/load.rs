@@ -1,6 +1,7 @@
 //! Reading Canaries and MetricTemplates from YAML files, with errors that name the file, the
 //! field and what is wrong with it.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -10,6 +11,14 @@ use super::{Canary, MetricTemplate};
 /// The apiVersions accepted in files: sluice's own, and Flagger's so that its manifests can be
 /// replayed as they are.
 const API_VERSIONS: [&str; 2] = ["sluice.dev/v1alpha1", "flagger.app/v1beta1"];
+
+/// The largest file read: Kubernetes stores an object in at most 1.5 MiB, and a Canary or a
+/// template file is a few KiB. Reading stops there, so `/dev/zero` or a 50 MB list costs 2 MiB.
+pub const MAX_FILE_BYTES: u64 = 2 * 1024 * 1024;
+
+/// The deepest nesting of collections accepted. A Canary nests about 8 deep; the YAML parser's
+/// time grows with depth times size, so a deep 200 KB file is refused before it is parsed.
+pub const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -42,12 +51,35 @@ pub enum LoadError {
     NotFound { path: PathBuf, kind: &'static str },
     #[error("{path}: {count} Canaries found; put the one to analyse in a file of its own")]
     SeveralCanaries { path: PathBuf, count: usize },
+    #[error(
+        "{path}: larger than {limit} bytes, more than any Canary or MetricTemplate needs; pass the file itself (not a device or a stream without end)"
+    )]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("{path}: not UTF-8 text ({source}); save the file as UTF-8")]
+    NotText {
+        path: PathBuf,
+        source: std::str::Utf8Error,
+    },
+    #[error(
+        "{path}: line {line} nests collections more than {limit} deep; no Canary or MetricTemplate does, so the file is refused before parsing"
+    )]
+    TooDeep {
+        path: PathBuf,
+        line: usize,
+        limit: usize,
+    },
 }
 
 /// Reads the one Canary in `path`.
 pub fn canary_from_file(path: &Path) -> Result<Canary, LoadError> {
     let text = read(path)?;
-    let mut canaries = documents_of_kind::<Canary>(path, &text, "Canary")?;
+    canary_from_str(path, &text)
+}
+
+/// The one Canary in `text`, read from `path` (for messages).
+pub fn canary_from_str(path: &Path, text: &str) -> Result<Canary, LoadError> {
+    check_depth(path, text)?;
+    let mut canaries = documents_of_kind::<Canary>(path, text, "Canary")?;
     match canaries.len() {
         0 => Err(LoadError::NotFound {
             path: path.to_path_buf(),
@@ -69,11 +101,7 @@ pub fn templates_from_path(path: &Path) -> Result<Vec<MetricTemplate>, LoadError
     let mut templates = Vec::new();
     for file in &files {
         let text = read(file)?;
-        templates.extend(documents_of_kind::<MetricTemplate>(
-            file,
-            &text,
-            "MetricTemplate",
-        )?);
+        templates.extend(templates_from_str(file, &text)?);
     }
     if templates.is_empty() {
         return Err(LoadError::NotFound {
@@ -84,11 +112,135 @@ pub fn templates_from_path(path: &Path) -> Result<Vec<MetricTemplate>, LoadError
     Ok(templates)
 }
 
-fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+/// The MetricTemplates in `text`, read from `path` (for messages); other kinds are skipped.
+pub fn templates_from_str(path: &Path, text: &str) -> Result<Vec<MetricTemplate>, LoadError> {
+    check_depth(path, text)?;
+    documents_of_kind::<MetricTemplate>(path, text, "MetricTemplate")
+}
+
+/// Reads at most `MAX_FILE_BYTES` (and one byte more, to know it was too many).
+pub fn read(path: &Path) -> Result<String, LoadError> {
+    let read_err = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| LoadError::NotText {
+        path: path.to_path_buf(),
+        source: e.utf8_error(),
     })
+}
+
+/// Refuses text whose collections nest deeper than `MAX_DEPTH`, before the parser sees it.
+///
+/// The count is an upper bound, cheap and linear: flow brackets (`[`, `{`) outside quotes and
+/// comments, plus the block levels opened by deeper indentation and by each `- ` or `? ` that
+/// starts an entry. Lines of a block scalar (`|`, `>`) are content and are skipped.
+pub fn check_depth(path: &Path, text: &str) -> Result<(), LoadError> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    let mut quote: Option<char> = None;
+    // The indentation of the line that opened a block scalar, while inside it.
+    let mut scalar_parent: Option<usize> = None;
+    for (number, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let content = &line[indent..];
+        if let Some(parent) = scalar_parent {
+            if content.is_empty() || indent > parent {
+                continue;
+            }
+            scalar_parent = None;
+        }
+        if quote.is_none() && flow == 0 {
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            while indents.last().is_some_and(|&top| top >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+        }
+        let mut entries = 0;
+        let mut rest = content;
+        while quote.is_none() && flow == 0 {
+            let after = rest
+                .strip_prefix("- ")
+                .or_else(|| rest.strip_prefix("? "))
+                .or_else(|| (rest == "-").then_some(""));
+            match after {
+                Some(after) => {
+                    entries += 1;
+                    rest = after.trim_start_matches(' ');
+                }
+                None => break,
+            }
+        }
+        let mut deepest_flow = flow;
+        let mut previous = ' ';
+        // The last character outside quotes that is not a space: a quote opens a scalar only
+        // where a scalar may start, so the apostrophe in `name: it's` is text.
+        let mut significant: Option<char> = None;
+        let mut escaped = false;
+        for c in content.chars() {
+            if escaped {
+                // The character after a backslash in a double-quoted scalar never ends it.
+                escaped = false;
+                previous = c;
+                continue;
+            }
+            let scalar_may_start =
+                matches!(significant, None | Some(':' | ',' | '[' | '{' | '-' | '?'));
+            match (quote, c) {
+                (Some('"'), '\\') => escaped = true,
+                (Some('\''), '\'') | (Some('"'), '"') => quote = None,
+                (Some(_), _) => {}
+                (None, '#') if previous == ' ' || previous == '\t' => break,
+                (None, '\'' | '"') if scalar_may_start => quote = Some(c),
+                (None, '[' | '{') => {
+                    flow += 1;
+                    deepest_flow = deepest_flow.max(flow);
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            if quote.is_none() && c != ' ' && c != '\t' {
+                significant = Some(c);
+            }
+            previous = c;
+        }
+        if indents.len() + entries + deepest_flow > MAX_DEPTH {
+            return Err(LoadError::TooDeep {
+                path: path.to_path_buf(),
+                line: number + 1,
+                limit: MAX_DEPTH,
+            });
+        }
+        let opens_block_scalar = quote.is_none()
+            && flow == 0
+            && content
+                .trim_end()
+                .rsplit([' ', ':', '-'])
+                .next()
+                .is_some_and(|last| {
+                    let mut chars = last.chars();
+                    matches!(chars.next(), Some('|' | '>'))
+                        && chars.all(|c| c.is_ascii_digit() || c == '+' || c == '-')
+                });
+        if opens_block_scalar {
+            scalar_parent = Some(indent);
+        }
+    }
+    Ok(())
 }
 
 fn collect_yaml_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError> {

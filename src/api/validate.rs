@@ -34,6 +34,28 @@ impl Problems {
     }
 }
 
+/// The largest `minEffect`: a canary tolerated at twice the primary's error rate.
+pub const MAX_MIN_EFFECT: f64 = 1.0;
+/// The largest `maxRegression`: above it a promotion rules out nothing a user would notice.
+pub const MAX_REGRESSION_LIMIT: f64 = 100.0;
+/// The largest `minSamplePerArm`.
+pub const MAX_MIN_SAMPLE: u64 = 1_000_000_000;
+/// The longest interval: the analysis must look at least once a day.
+pub const MAX_INTERVAL_SECONDS: u64 = 24 * 3600;
+
+/// Intervals are whole seconds from 1 s to a day: evaluation times are whole Unix seconds, so a
+/// sub-second or fractional interval would make consecutive query windows overlap or leave gaps
+/// (requests counted twice or never).
+fn validate_interval(interval: super::duration::GoDuration, field: &str, problems: &mut Problems) {
+    let d = interval.as_duration();
+    if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > MAX_INTERVAL_SECONDS {
+        problems.add(
+            field,
+            format!("must be whole seconds from 1s to 24h, found {interval}; e.g. 30s or 1m"),
+        );
+    }
+}
+
 /// Validates a Canary's spec. Every problem is reported, not just the first.
 pub fn validate_canary(canary: &Canary) -> Result<(), ValidationErrors> {
     let mut problems = Problems(Vec::new());
@@ -64,14 +86,42 @@ pub fn validate_canary(canary: &Canary) -> Result<(), ValidationErrors> {
             ),
         );
     }
-    if let Some(effect) = analysis.min_effect
-        && !(effect.is_finite() && effect >= 0.0)
-    {
+    if let Some(effect) = analysis.min_effect {
+        if !(effect.is_finite() && (0.0..=MAX_MIN_EFFECT).contains(&effect)) {
+            problems.add(
+                format!("{a}.minEffect"),
+                format!("must be from 0 to {MAX_MIN_EFFECT}, found {effect}; 0.2 tolerates a canary 20% worse than the primary"),
+            );
+        } else {
+            // The tolerated ratio must stay below every margin a promotion has to rule out, or
+            // the comparison can never allow a promotion (and says it lacks samples).
+            for (index, metric) in analysis.metrics.iter().enumerate() {
+                if let Some(c) = &metric.comparison
+                    && let margin = c.max_regression()
+                    && margin.is_finite()
+                    && 1.0 + effect >= margin
+                {
+                    problems.add(
+                        format!("{a}.minEffect"),
+                        format!(
+                            "{effect} tolerates a canary {}x the primary, which reaches metrics[{index}]'s maxRegression {margin}: that comparison could never promote; lower minEffect or raise maxRegression",
+                            1.0 + effect
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if analysis.min_sample_per_arm > MAX_MIN_SAMPLE {
         problems.add(
-            format!("{a}.minEffect"),
-            format!("must be 0 or more, found {effect}; 0.2 tolerates a canary 20% worse than the primary"),
+            format!("{a}.minSamplePerArm"),
+            format!(
+                "must be at most {MAX_MIN_SAMPLE}, found {}; no release serves that many requests, so it would never promote",
+                analysis.min_sample_per_arm
+            ),
         );
     }
+    validate_interval(analysis.interval, &format!("{a}.interval"), &mut problems);
     if analysis.threshold == 0 {
         problems.add(
             format!("{a}.threshold"),
@@ -103,6 +153,14 @@ pub fn validate_canary(canary: &Canary) -> Result<(), ValidationErrors> {
 fn validate_schedule(canary: &Canary, problems: &mut Problems) {
     let analysis = &canary.spec.analysis;
     let a = "spec.analysis";
+    if let Some(step) = analysis.step_weight_promotion
+        && !(1..=100).contains(&step)
+    {
+        problems.add(
+            format!("{a}.stepWeightPromotion"),
+            format!("must be from 1 to 100, found {step}"),
+        );
+    }
     if analysis.iterations.is_some() {
         if analysis.iterations == Some(0) {
             problems.add(format!("{a}.iterations"), "must be at least 1");
@@ -128,6 +186,12 @@ fn validate_schedule(canary: &Canary, problems: &mut Problems) {
             if !(1..=100).contains(&max) {
                 problems.add(format!("{a}.maxWeight"), format!("must be from 1 to 100, found {max}"));
             }
+            if step > max {
+                problems.add(
+                    format!("{a}.stepWeight"),
+                    format!("{step} is above maxWeight {max}: the first step would send the canary more than the cap; use a step of at most {max}"),
+                );
+            }
         }
         _ => problems.add(
             a,
@@ -145,6 +209,9 @@ fn validate_metric(
     if metric.name.is_empty() {
         problems.add(format!("{field}.name"), "is empty; give the metric a name");
     }
+    if let Some(interval) = metric.interval {
+        validate_interval(interval, &format!("{field}.interval"), problems);
+    }
     if metric.template_ref.is_none() {
         problems.add(
             format!("{field}.templateRef"),
@@ -161,6 +228,16 @@ fn validate_metric(
             "has both thresholdRange and comparison; split them into two metrics",
         ),
         (Some(range), None) => match (range.min, range.max) {
+            (min, max)
+                if min.is_some_and(|v| !v.is_finite()) || max.is_some_and(|v| !v.is_finite()) =>
+            {
+                problems.add(
+                    format!("{field}.thresholdRange"),
+                    format!(
+                        "bounds must be finite numbers, found min {min:?} max {max:?}; a NaN bound never fails, so leave out a bound you do not want"
+                    ),
+                )
+            }
             (None, None) => problems.add(
                 format!("{field}.thresholdRange"),
                 "needs min, max or both, e.g. {min: 99}",
@@ -201,6 +278,16 @@ fn validate_metric(
                         );
                     }
                 }
+            }
+            if let Some(margin) = comparison.max_regression
+                && !(margin.is_finite() && margin > 1.0 && margin <= MAX_REGRESSION_LIMIT)
+            {
+                problems.add(
+                    format!("{c}.maxRegression"),
+                    format!(
+                        "must be above 1 and at most {MAX_REGRESSION_LIMIT}, found {margin}: it is the canary/primary ratio a promotion rules out, so 1 or less can never be ruled out; 4 (errors) and 1.41 (latency) are the defaults"
+                    ),
+                );
             }
             if let Some(interval) = metric.interval
                 && interval != analysis_interval
@@ -257,6 +344,116 @@ mod tests {
                 "spec.analysis.metrics[2].interval",
             ]
         );
+    }
+
+    /// Each field that could switch the judge off, one case per rule, with the field named.
+    #[test]
+    fn values_that_would_disable_the_judge_are_refused() {
+        let base = "    stepWeight: 10\n    maxWeight: 50\n";
+        let errors = "      - name: errors\n        templateRef: {name: e}\n        comparison: {type: errorRate, requestsTemplateRef: {name: r}";
+        let guard = "      - name: g\n        templateRef: {name: g}\n        thresholdRange: ";
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                format!("{base}    metrics:\n{guard}{{min: .nan}}\n"),
+                "spec.analysis.metrics[0].thresholdRange",
+                "finite",
+            ),
+            (
+                format!("{base}    metrics:\n{guard}{{max: .inf}}\n"),
+                "spec.analysis.metrics[0].thresholdRange",
+                "finite",
+            ),
+            (
+                "    stepWeight: 60\n    maxWeight: 50\n".to_string(),
+                "spec.analysis.stepWeight",
+                "above maxWeight 50",
+            ),
+            (
+                format!("{base}    stepWeightPromotion: 0\n"),
+                "spec.analysis.stepWeightPromotion",
+                "from 1 to 100",
+            ),
+            (
+                format!("{base}    metrics:\n{errors}, maxRegression: 1}}\n"),
+                "spec.analysis.metrics[0].comparison.maxRegression",
+                "above 1",
+            ),
+            (
+                format!("{base}    metrics:\n{errors}, maxRegression: 0}}\n"),
+                "spec.analysis.metrics[0].comparison.maxRegression",
+                "above 1",
+            ),
+            (
+                format!("{base}    metrics:\n{errors}, maxRegression: -2}}\n"),
+                "spec.analysis.metrics[0].comparison.maxRegression",
+                "above 1",
+            ),
+            (
+                format!("{base}    metrics:\n{errors}, maxRegression: .nan}}\n"),
+                "spec.analysis.metrics[0].comparison.maxRegression",
+                "above 1",
+            ),
+            (
+                format!("{base}    metrics:\n{errors}, maxRegression: 1e300}}\n"),
+                "spec.analysis.metrics[0].comparison.maxRegression",
+                "at most 100",
+            ),
+            (
+                format!("{base}    minEffect: 1e300\n"),
+                "spec.analysis.minEffect",
+                "from 0 to 1",
+            ),
+            (
+                format!("{base}    minEffect: .nan\n"),
+                "spec.analysis.minEffect",
+                "from 0 to 1",
+            ),
+            (
+                format!("{base}    minEffect: 0.5\n    metrics:\n{errors}, maxRegression: 1.2}}\n"),
+                "spec.analysis.minEffect",
+                "could never promote",
+            ),
+            (
+                format!("{base}    minSamplePerArm: 18446744073709551615\n"),
+                "spec.analysis.minSamplePerArm",
+                "never promote",
+            ),
+            (
+                format!("{base}    interval: 500ms\n"),
+                "spec.analysis.interval",
+                "whole seconds",
+            ),
+            (
+                format!("{base}    interval: 1500ms\n"),
+                "spec.analysis.interval",
+                "whole seconds",
+            ),
+            (
+                format!("{base}    interval: 48h\n"),
+                "spec.analysis.interval",
+                "whole seconds",
+            ),
+            (
+                format!("{base}    metrics:\n{guard}{{min: 1}}\n        interval: 100ms\n"),
+                "spec.analysis.metrics[0].interval",
+                "whole seconds",
+            ),
+        ];
+        for (analysis, field, message) in cases {
+            let c = canary(&analysis);
+            let errors = validate_canary(&c).expect_err(&analysis).0;
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.field == field && e.message.contains(message)),
+                "{analysis}: {errors:?}"
+            );
+        }
+        // The boundaries themselves are fine.
+        let ok = format!(
+            "    stepWeight: 50\n    maxWeight: 50\n    minEffect: 0.3\n    interval: 1s\n    metrics:\n{errors}, maxRegression: 1.5}}\n"
+        );
+        assert_eq!(validate_canary(&canary(&ok)), Ok(()));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::template::{Arm, RenderContext, RenderError, render};
 use super::{Provider, QueryError, buckets, single_value};
+use crate::analysis::validate;
 use crate::analysis::{Observed, RequestCounts};
 use crate::api::{Canary, ComparisonKind, MetricTemplate, ProviderSpec, TemplateRef};
 
@@ -18,8 +19,20 @@ pub enum CollectError {
         namespace: String,
         loaded: String,
     },
+    #[error(
+        "{field}: MetricTemplate {name:?} in namespace {namespace:?} is loaded {count} times; keep one (the first would silently win)"
+    )]
+    DuplicateTemplate {
+        field: String,
+        name: String,
+        namespace: String,
+        count: usize,
+    },
     #[error("{field}: {source}")]
-    Render { field: String, source: RenderError },
+    Render {
+        field: String,
+        source: Box<RenderError>,
+    },
     #[error("MetricTemplate {template}: {message}")]
     Provider { template: String, message: String },
 }
@@ -46,9 +59,47 @@ struct Query {
     provider: Arc<dyn Provider>,
 }
 
+/// The identity of a provider: the same template namespace (where its Secret is read) and the
+/// same provider spec is the same HTTP client, however many queries use it.
+fn provider_key(namespace: &str, template: &MetricTemplate) -> String {
+    format!(
+        "{namespace}/{}",
+        serde_json::to_string(&template.spec.provider).unwrap_or_default()
+    )
+}
+
 pub struct Collector {
     plans: Vec<Plan>,
 }
+
+impl Plan {
+    fn queries(&self) -> Vec<(&'static str, &str)> {
+        match &self.kind {
+            PlanKind::Guardrail(q) => vec![("value", &q.text)],
+            PlanKind::ErrorRate { errors, requests } => vec![
+                ("canary errors", &errors[0].text),
+                ("primary errors", &errors[1].text),
+                ("canary requests", &requests[0].text),
+                ("primary requests", &requests[1].text),
+            ],
+            PlanKind::Latency(q) => vec![
+                ("canary buckets", &q[0].text),
+                ("primary buckets", &q[1].text),
+            ],
+        }
+    }
+
+    fn labelled_queries(&self) -> Vec<String> {
+        self.queries()
+            .into_iter()
+            .map(|(label, text)| format!("{label}: {}", text.trim_end()))
+            .collect()
+    }
+}
+
+/// The providers found unreachable in this interval, by address, with the first error.
+#[derive(Default)]
+struct Down(BTreeMap<String, QueryError>);
 
 impl Collector {
     /// Resolves and renders every template the Canary's metrics name. `connect` gives the
@@ -73,6 +124,9 @@ impl Collector {
             .unwrap_or_else(|| target.clone());
         let analysis = &canary.spec.analysis;
         let mut plans = Vec::new();
+        // One provider (one HTTP client, one connection pool) per distinct provider spec: a
+        // client per query ran a machine out of file descriptors at a few thousand metrics.
+        let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
         for (index, metric) in analysis.metrics.iter().enumerate() {
             let field = format!("spec.analysis.metrics[{index}]");
             let ctx = RenderContext {
@@ -83,26 +137,35 @@ impl Collector {
                 interval: metric.interval.unwrap_or(analysis.interval),
                 variables: metric.template_variables.clone(),
             };
-            let mut query = |reference: Option<&TemplateRef>, at: &str, arm: Arm| {
-                let field = format!("{field}.{at}");
-                let template = find(templates, reference, &namespace, &field)?;
-                let template_name = template.metadata.name.clone().unwrap_or_default();
-                let text =
-                    render(&template_name, &template.spec.query, &ctx, arm).map_err(|source| {
-                        CollectError::Render {
+            let mut query =
+                |reference: Option<&TemplateRef>, at: &str, arm: Arm| {
+                    let field = format!("{field}.{at}");
+                    let template = find(templates, reference, &namespace, &field)?;
+                    let template_name = template.metadata.name.clone().unwrap_or_default();
+                    let text = render(&template_name, &template.spec.query, &ctx, arm).map_err(
+                        |source| CollectError::Render {
                             field: field.clone(),
-                            source,
+                            source: Box::new(source),
+                        },
+                    )?;
+                    let key = provider_key(
+                        template.metadata.namespace.as_deref().unwrap_or(&namespace),
+                        template,
+                    );
+                    let provider = match providers.get(&key) {
+                        Some(provider) => provider.clone(),
+                        None => {
+                            let provider = connect(&template_name, &template.spec.provider)
+                                .map_err(|message| CollectError::Provider {
+                                    template: template_name.clone(),
+                                    message,
+                                })?;
+                            providers.insert(key, provider.clone());
+                            provider
                         }
-                    })?;
-                let provider =
-                    connect(&template_name, &template.spec.provider).map_err(|message| {
-                        CollectError::Provider {
-                            template: template_name.clone(),
-                            message,
-                        }
-                    })?;
-                Ok::<_, CollectError>(Query { text, provider })
-            };
+                    };
+                    Ok::<_, CollectError>(Query { text, provider })
+                };
             let reference = metric.template_ref.as_ref();
             let kind = match metric.comparison.as_ref() {
                 None => PlanKind::Guardrail(query(reference, "templateRef", Arm::Canary)?),
@@ -135,40 +198,45 @@ impl Collector {
 
     /// Every rendered query, labelled, for `analyse --output json` and for tests.
     pub fn queries(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for plan in &self.plans {
-            let mut push = |label: &str, q: &Query| {
-                out.push((format!("{} {label}", plan.metric), q.text.clone()))
-            };
-            match &plan.kind {
-                PlanKind::Guardrail(q) => push("value", q),
-                PlanKind::ErrorRate { errors, requests } => {
-                    push("canary errors", &errors[0]);
-                    push("primary errors", &errors[1]);
-                    push("canary requests", &requests[0]);
-                    push("primary requests", &requests[1]);
-                }
-                PlanKind::Latency(q) => {
-                    push("canary buckets", &q[0]);
-                    push("primary buckets", &q[1]);
-                }
-            }
-        }
-        out
+        self.plans
+            .iter()
+            .flat_map(|plan| {
+                plan.queries()
+                    .into_iter()
+                    .map(|(label, text)| (format!("{} {label}", plan.metric), text.to_string()))
+            })
+            .collect()
     }
 
     /// Observes every metric at `at` (Unix seconds). Each metric gets its own result, so the
     /// caller decides which errors stop it and which only hold the release.
+    ///
+    /// Every observation passes `analysis::validate` here, the one place observations are
+    /// assembled: an impossible one becomes `QueryError::Impossible` (no data, with its queries).
+    /// A provider found unreachable is not asked again in the same interval: the remaining
+    /// queries to it are `Skipped` with the first error, so an outage costs one timeout per
+    /// provider, not one per query.
     pub async fn observe(&self, at: i64) -> Vec<(String, Result<Observed, QueryError>)> {
         let mut out = Vec::with_capacity(self.plans.len());
+        let mut down = Down::default();
         for plan in &self.plans {
             let result = match &plan.kind {
-                PlanKind::Guardrail(q) => scalar(q, at).await.map(Observed::Value),
+                PlanKind::Guardrail(q) => scalar(q, at, &mut down).await.map(Observed::Value),
                 PlanKind::ErrorRate { errors, requests } => {
-                    error_counts(errors, requests, at).await
+                    error_counts(errors, requests, at, &mut down).await
                 }
-                PlanKind::Latency([canary, primary]) => histograms(canary, primary, at).await,
+                PlanKind::Latency([canary, primary]) => {
+                    histograms(canary, primary, at, &mut down).await
+                }
             };
+            let result = result.and_then(|observed| {
+                validate::observation(&observed)
+                    .map(|()| observed)
+                    .map_err(|source| QueryError::Impossible {
+                        source,
+                        queries: plan.labelled_queries(),
+                    })
+            });
             out.push((plan.metric.clone(), result));
         }
         out
@@ -191,40 +259,60 @@ fn find<'a>(
     let wanted_namespace = reference
         .and_then(|r| r.namespace.clone())
         .unwrap_or_else(|| canary_namespace.to_string());
-    templates
-        .iter()
-        .find(|t| {
-            t.metadata.name.as_deref() == Some(&wanted_name) && namespace_of(t) == wanted_namespace
-        })
-        .ok_or_else(|| {
-            let loaded: BTreeMap<String, ()> = templates
-                .iter()
-                .map(|t| {
-                    (
-                        format!(
-                            "{}/{}",
-                            namespace_of(t),
-                            t.metadata.name.clone().unwrap_or_default()
-                        ),
-                        (),
-                    )
-                })
-                .collect();
-            CollectError::MissingTemplate {
-                field: field.to_string(),
-                name: wanted_name,
-                namespace: wanted_namespace,
-                loaded: loaded.into_keys().collect::<Vec<_>>().join(", "),
-            }
-        })
+    let mut matching = templates.iter().filter(|t| {
+        t.metadata.name.as_deref() == Some(&wanted_name) && namespace_of(t) == wanted_namespace
+    });
+    let first = matching.next();
+    let others = matching.count();
+    if first.is_some() && others > 0 {
+        return Err(CollectError::DuplicateTemplate {
+            field: field.to_string(),
+            name: wanted_name,
+            namespace: wanted_namespace,
+            count: others + 1,
+        });
+    }
+    first.ok_or_else(|| {
+        let loaded: BTreeMap<String, ()> = templates
+            .iter()
+            .map(|t| {
+                (
+                    format!(
+                        "{}/{}",
+                        namespace_of(t),
+                        t.metadata.name.clone().unwrap_or_default()
+                    ),
+                    (),
+                )
+            })
+            .collect();
+        CollectError::MissingTemplate {
+            field: field.to_string(),
+            name: wanted_name,
+            namespace: wanted_namespace,
+            loaded: loaded.into_keys().collect::<Vec<_>>().join(", "),
+        }
+    })
 }
 
-async fn run(query: &Query, at: i64) -> Result<Vec<super::Sample>, QueryError> {
-    query.provider.query(&query.text, at).await
+async fn run(query: &Query, at: i64, down: &mut Down) -> Result<Vec<super::Sample>, QueryError> {
+    let address = query.provider.address().to_string();
+    if let Some(first) = down.0.get(&address) {
+        return Err(QueryError::Skipped {
+            first: Box::new(first.clone()),
+        });
+    }
+    let result = query.provider.query(&query.text, at).await;
+    if let Err(e) = &result
+        && e.is_unreachable()
+    {
+        down.0.insert(address, e.clone());
+    }
+    result
 }
 
-async fn scalar(query: &Query, at: i64) -> Result<f64, QueryError> {
-    single_value(&query.text, &run(query, at).await?)
+async fn scalar(query: &Query, at: i64, down: &mut Down) -> Result<f64, QueryError> {
+    single_value(&query.text, &run(query, at, down).await?)
 }
 
 /// Requests and errors per arm. An empty error count is zero errors when the same arm's request
@@ -234,14 +322,15 @@ async fn error_counts(
     errors: &[Query; 2],
     requests: &[Query; 2],
     at: i64,
+    down: &mut Down,
 ) -> Result<Observed, QueryError> {
     let mut arms = [RequestCounts {
         requests: 0.0,
         errors: 0.0,
     }; 2];
     for (arm, counts) in arms.iter_mut().enumerate() {
-        counts.requests = scalar(&requests[arm], at).await?;
-        counts.errors = match scalar(&errors[arm], at).await {
+        counts.requests = scalar(&requests[arm], at, down).await?;
+        counts.errors = match scalar(&errors[arm], at, down).await {
             Err(QueryError::Empty { .. }) => 0.0,
             other => other?,
         };
@@ -252,9 +341,14 @@ async fn error_counts(
     })
 }
 
-async fn histograms(canary: &Query, primary: &Query, at: i64) -> Result<Observed, QueryError> {
-    let canary_buckets = buckets(&canary.text, &run(canary, at).await?)?;
-    let primary_buckets = buckets(&primary.text, &run(primary, at).await?)?;
+async fn histograms(
+    canary: &Query,
+    primary: &Query,
+    at: i64,
+    down: &mut Down,
+) -> Result<Observed, QueryError> {
+    let canary_buckets = buckets(&canary.text, &run(canary, at, down).await?)?;
+    let primary_buckets = buckets(&primary.text, &run(primary, at, down).await?)?;
     Ok(Observed::Histograms {
         canary: canary_buckets,
         primary: primary_buckets,

@@ -1,6 +1,7 @@
 //! Fetching observations: rendering MetricTemplates and running them against a provider.
 
 pub mod collect;
+pub mod lexer;
 pub mod prometheus;
 pub mod template;
 
@@ -66,23 +67,41 @@ pub enum QueryError {
         "the query returned series without an `le` label where histogram buckets were expected; group by le\n  query: {query}"
     )]
     NotAHistogram { query: String },
+    /// Numbers no service could have produced: never judged, never clamped.
+    #[error("impossible observation, held as no data: {source}\n  {}", queries.join("\n  "))]
+    Impossible {
+        source: crate::analysis::validate::Impossible,
+        /// The queries whose answers were combined, labelled (`canary requests: ...`).
+        queries: Vec<String>,
+    },
+    /// An earlier query of this interval found the provider unreachable: the rest of the
+    /// interval's queries to it are not sent, so an outage costs one timeout, not one per query.
+    #[error("not queried: {first}")]
+    Skipped { first: Box<QueryError> },
 }
 
 impl QueryError {
-    /// True when the data is simply not there (yet): no traffic, or no series. The analysis
-    /// holds on these; everything else is an outage or a mistake.
+    /// True when the interval has no usable data for the metric: no traffic, no series, or
+    /// numbers that cannot be real. The analysis holds on these; everything else is an outage
+    /// or a mistake.
     pub fn is_no_data(&self) -> bool {
-        matches!(self, QueryError::Empty { .. } | QueryError::NaN { .. })
+        match self {
+            QueryError::Empty { .. } | QueryError::NaN { .. } | QueryError::Impossible { .. } => {
+                true
+            }
+            QueryError::Skipped { first } => first.is_no_data(),
+            _ => false,
+        }
     }
 
-    /// True when the provider could not be asked at all.
+    /// True when the provider could not be asked at all: nothing reached it, or nothing came
+    /// back in time. An answer that came back, whatever its status or body, is not this.
     pub fn is_unreachable(&self) -> bool {
-        matches!(
-            self,
-            QueryError::Unreachable { .. }
-                | QueryError::Timeout { .. }
-                | QueryError::BadResponse { .. }
-        )
+        match self {
+            QueryError::Unreachable { .. } | QueryError::Timeout { .. } => true,
+            QueryError::Skipped { first } => first.is_unreachable(),
+            _ => false,
+        }
     }
 }
 

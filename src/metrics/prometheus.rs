@@ -138,6 +138,17 @@ impl PrometheusProvider {
                     url,
                     seconds: self.timeout.as_secs(),
                 },
+                // An answer with an error status and a body that is not the API's JSON (a
+                // proxy's 401 page, a 429 or 503 in text): Prometheus was reached and refused.
+                Some(inner) if inner.status().is_some() => {
+                    let status = inner.status().map_or(0, |s| s.as_u16());
+                    QueryError::Failed {
+                        url,
+                        query: query.to_string(),
+                        kind: format!("HTTP {status}"),
+                        message: status_hint(status).to_string(),
+                    }
+                }
                 Some(inner) if inner.is_connect() || inner.is_request() => {
                     QueryError::Unreachable {
                         url,
@@ -146,11 +157,13 @@ impl PrometheusProvider {
                 }
                 Some(inner) => QueryError::BadResponse {
                     url,
-                    reason: error_chain(inner),
+                    reason: format!("{e}: {}", error_chain(inner)),
                 },
                 None => QueryError::BadResponse {
                     url,
-                    reason: e.to_string(),
+                    reason: format!(
+                        "{e} (a 2xx answer that is not JSON: is this the Prometheus API's base URL?)"
+                    ),
                 },
             },
             other => QueryError::BadResponse {
@@ -158,6 +171,19 @@ impl PrometheusProvider {
                 reason: other.to_string(),
             },
         }
+    }
+}
+
+/// What to check for an HTTP status that came without the API's JSON error.
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        401 | 403 => {
+            "the server refused the credentials; check spec.provider.secretRef (token, or username and password) and headers"
+        }
+        404 => "no Prometheus API at this path; set the base URL, without /api/v1",
+        429 => "the server is rate-limiting queries; query less often or raise its limit",
+        500..=599 => "the server failed; check its logs, or a proxy in front of it",
+        _ => "the answer was not the Prometheus API's JSON",
     }
 }
 

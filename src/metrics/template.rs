@@ -1,12 +1,14 @@
 //! Rendering a MetricTemplate's query for one arm of a release.
 //!
 //! Placeholders are written as in Flagger: `{{ namespace }}`, `{{ target }}`, `{{ interval }}`,
-//! `{{ variables.key }}`. A value lands either inside a PromQL string (a label matcher's value),
-//! where it is escaped for that string, or outside any string, where only a plain token is
-//! accepted. Either way a value cannot end the string or the matcher it was put in.
+//! `{{ variables.key }}`. Where a placeholder stands is decided by a PromQL lexer (`lexer.rs`):
+//! inside a string its value is escaped for that string's quote, inside a `#` comment it may not
+//! break the line, and in code it must be one name, number or duration. Either way a value
+//! cannot end the string, the comment or the token it was put in.
 
 use std::collections::BTreeMap;
 
+use super::lexer::{Hole, LexError, Quote, Token, TokenKind, lex, lex_template};
 use crate::api::duration::GoDuration;
 
 /// The two sides of a release.
@@ -93,7 +95,11 @@ pub enum RenderError {
     #[error("template {template}: '{{{{' at byte {offset} is never closed with '}}}}'")]
     Unclosed { template: String, offset: usize },
     #[error(
-        "template {template}: {{{{ {variable} }}}} stands outside a quoted string, so its value must be a plain token (letters, digits, _ : .), and {value:?} is not; quote the placeholder in the query"
+        "template {template}: the query is not PromQL that sluice can place values in ({source}); fix spec.query"
+    )]
+    Lex { template: String, source: LexError },
+    #[error(
+        "template {template}: {{{{ {variable} }}}} stands outside a quoted string, so its value must be one name, number or duration (letters, digits, _ : .), and {value:?} is not; quote the placeholder in the query"
     )]
     UnsafeBareValue {
         template: String,
@@ -108,59 +114,110 @@ pub enum RenderError {
         variable: String,
         value: String,
     },
-}
-
-/// Where the scanner stands in the query text.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Context {
-    Code,
-    Quoted(char),
+    #[error(
+        "template {template}: {{{{ {variable} }}}} stands in a # comment, which a line break in {value:?} would end; remove the placeholder from the comment or the line break from the value"
+    )]
+    LineBreakInComment {
+        template: String,
+        variable: String,
+        value: String,
+    },
+    #[error(
+        "template {template}: the values of {variables} change the query's structure (token {token:?} became {became:?}); quote the placeholders or change the values"
+    )]
+    StructureChanged {
+        template: String,
+        variables: String,
+        token: String,
+        became: String,
+    },
 }
 
 /// Renders `query` (the template named `template`) for `arm`.
+///
+/// The template is lexed once; each placeholder's context (a string of a given quote, a
+/// comment, or a code word) comes from the token that holds it, and its value is escaped for
+/// that context or refused. The rendered query is then lexed again and must have the template's
+/// tokens, with only the placeholders' tokens changed: a value can fill its token, never end it.
 pub fn render(
     template: &str,
     query: &str,
     ctx: &RenderContext,
     arm: Arm,
 ) -> Result<String, RenderError> {
+    let (tokens, holes) = lex_template(query).map_err(|source| match source {
+        LexError::Unclosed { offset } => RenderError::Unclosed {
+            template: template.to_string(),
+            offset,
+        },
+        source => RenderError::Lex {
+            template: template.to_string(),
+            source,
+        },
+    })?;
     let mut out = String::with_capacity(query.len() + 64);
-    let mut context = Context::Code;
-    let mut rest = query;
-    let mut offset = 0;
-    while !rest.is_empty() {
-        if let Some(after_open) = rest.strip_prefix("{{") {
-            let close = after_open.find("}}").ok_or_else(|| RenderError::Unclosed {
-                template: template.to_string(),
-                offset,
-            })?;
-            let variable = after_open[..close].trim();
-            let value = ctx
-                .lookup(variable, arm)
-                .ok_or_else(|| unknown(template, variable, ctx))?;
-            out.push_str(&substitute(template, variable, &value, context)?);
-            let used = 2 + close + 2;
-            rest = &rest[used..];
-            offset += used;
-            continue;
-        }
-        let Some(c) = rest.chars().next() else { break };
-        let mut len = c.len_utf8();
-        context = match (context, c) {
-            (Context::Code, '"' | '\'' | '`') => Context::Quoted(c),
-            (Context::Quoted(q), c) if c == q => Context::Code,
-            (Context::Quoted(q), '\\') if q != '`' => {
-                // An escaped character never ends the string; copy it with its backslash.
-                len += rest[1..].chars().next().map_or(0, char::len_utf8);
-                context
-            }
-            (context, _) => context,
-        };
-        out.push_str(&rest[..len]);
-        rest = &rest[len..];
-        offset += len;
+    let mut copied = 0;
+    for hole in &holes {
+        out.push_str(&query[copied..hole.start]);
+        let value = ctx
+            .lookup(&hole.variable, arm)
+            .ok_or_else(|| unknown(template, &hole.variable, ctx))?;
+        let kind = tokens[hole.token].kind;
+        out.push_str(&substitute(template, &hole.variable, &value, kind)?);
+        copied = hole.end;
     }
+    out.push_str(&query[copied..]);
+    check_structure(template, query, &tokens, &holes, &out)?;
     Ok(out)
+}
+
+/// The rendered query's tokens against the template's: same kinds, same text where no
+/// placeholder stood, and a placeholder's code word turned into one name, number or duration.
+fn check_structure(
+    template: &str,
+    query: &str,
+    tokens: &[Token],
+    holes: &[Hole],
+    rendered: &str,
+) -> Result<(), RenderError> {
+    let changed = |token: String, became: String| {
+        let mut variables: Vec<&str> = holes.iter().map(|h| h.variable.as_str()).collect();
+        variables.dedup();
+        RenderError::StructureChanged {
+            template: template.to_string(),
+            variables: variables.join(", "),
+            token,
+            became,
+        }
+    };
+    let after = lex(rendered).map_err(|e| changed(query.to_string(), e.to_string()))?;
+    if after.len() != tokens.len() {
+        let first = tokens
+            .iter()
+            .zip(&after)
+            .find(|(a, b)| a.kind != b.kind)
+            .map(|(a, b)| (a.text(query).to_string(), b.text(rendered).to_string()))
+            .unwrap_or_else(|| (query.to_string(), rendered.to_string()));
+        return Err(changed(first.0, first.1));
+    }
+    for (index, (before, now)) in tokens.iter().zip(&after).enumerate() {
+        let filled = holes.iter().any(|h| h.token == index);
+        let same = match (before.kind, filled) {
+            (TokenKind::Word, _) => matches!(
+                now.kind,
+                TokenKind::Identifier | TokenKind::Number | TokenKind::Duration
+            ),
+            (kind, true) => kind == now.kind,
+            (kind, false) => kind == now.kind && before.text(query) == now.text(rendered),
+        };
+        if !same {
+            return Err(changed(
+                before.text(query).to_string(),
+                now.text(rendered).to_string(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn unknown(template: &str, variable: &str, ctx: &RenderContext) -> RenderError {
@@ -181,41 +238,61 @@ fn substitute(
     template: &str,
     variable: &str,
     value: &str,
-    context: Context,
+    context: TokenKind,
 ) -> Result<String, RenderError> {
+    let refuse = |make: fn(String, String, String) -> RenderError| {
+        Err(make(
+            template.to_string(),
+            variable.to_string(),
+            value.to_string(),
+        ))
+    };
     match context {
-        Context::Code => {
-            let plain = !value.is_empty()
-                && value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.'));
-            if plain {
+        TokenKind::String(Quote::Backtick) if value.contains('`') => refuse(
+            |template, variable, value| RenderError::BacktickInRawString {
+                template,
+                variable,
+                value,
+            },
+        ),
+        TokenKind::String(Quote::Backtick) => Ok(value.to_string()),
+        TokenKind::String(quote) => Ok(escape_in_string(value, quote.char())),
+        TokenKind::Comment if value.contains(['\n', '\r']) => refuse(
+            |template, variable, value| RenderError::LineBreakInComment {
+                template,
+                variable,
+                value,
+            },
+        ),
+        TokenKind::Comment => Ok(value.to_string()),
+        _ => {
+            // Alone, the value must lex as one word; glued to the template's own characters,
+            // the structure check sees to the whole word.
+            let one_word = lex(value).is_ok_and(|tokens| {
+                matches!(
+                    tokens.as_slice(),
+                    [t] if matches!(
+                        t.kind,
+                        TokenKind::Identifier | TokenKind::Number | TokenKind::Duration
+                    )
+                )
+            });
+            if one_word {
                 Ok(value.to_string())
             } else {
-                Err(RenderError::UnsafeBareValue {
-                    template: template.to_string(),
-                    variable: variable.to_string(),
-                    value: value.to_string(),
+                refuse(|template, variable, value| RenderError::UnsafeBareValue {
+                    template,
+                    variable,
+                    value,
                 })
             }
         }
-        Context::Quoted('`') => {
-            if value.contains('`') {
-                Err(RenderError::BacktickInRawString {
-                    template: template.to_string(),
-                    variable: variable.to_string(),
-                    value: value.to_string(),
-                })
-            } else {
-                Ok(value.to_string())
-            }
-        }
-        Context::Quoted(quote) => Ok(escape_in_string(value, quote)),
     }
 }
 
-/// Escapes `value` for a PromQL string delimited by `quote` (Go's escaping rules).
-fn escape_in_string(value: &str, quote: char) -> String {
+/// Escapes `value` for a PromQL string delimited by `quote` (the escapes Prometheus's lexer
+/// accepts, which are Go's).
+pub fn escape_in_string(value: &str, quote: char) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -230,6 +307,8 @@ fn escape_in_string(value: &str, quote: char) -> String {
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 out.push_str(&format!("\\x{:02x}", c as u32));
             }
+            // Prometheus's lexer takes a literal U+FFFD for broken UTF-8 and refuses the query.
+            '\u{fffd}' => out.push_str("\\ufffd"),
             c => out.push(c),
         }
     }
@@ -346,6 +425,81 @@ mod tests {
         let query = r#"x{a="q\"{{ variables.v }}"}"#;
         let out = render("t", query, &ctx(&[("v", "\"")]), Arm::Canary).unwrap();
         assert_eq!(out, r#"x{a="q\"\""}"#);
+    }
+
+    /// The issue's injection: an apostrophe in a comment made the old scanner think a string
+    /// had opened, so the value in the real string after it went in unescaped.
+    #[test]
+    fn an_apostrophe_in_a_comment_does_not_open_a_string() {
+        let query =
+            "# the arm's failed requests\nsum(increase(x{status=~\"{{ variables.codes }}\"}[1m]))";
+        let value = r#"x"}[1m])) * 0 or vector(0) #"#;
+        let out = render("t", query, &ctx(&[("codes", value)]), Arm::Canary).unwrap();
+        let tokens = lex(&out).unwrap();
+        let strings: Vec<String> = tokens
+            .iter()
+            .filter(|t| matches!(t.kind, TokenKind::String(_)))
+            .filter_map(|t| super::super::lexer::unquote(t.text(&out)))
+            .collect();
+        assert_eq!(strings, [value], "{out}");
+        let code: Vec<&str> = tokens
+            .iter()
+            .filter(|t| !matches!(t.kind, TokenKind::String(_) | TokenKind::Space))
+            .map(|t| t.text(&out))
+            .collect();
+        assert!(!code.contains(&"vector"), "{out}");
+        // The bare form is refused outright.
+        let bare = "# it's\nrate(x[{{ variables.w }}])";
+        let err = render(
+            "t",
+            bare,
+            &ctx(&[("w", "1m]) or vector(1) #")]),
+            Arm::Canary,
+        );
+        assert!(
+            matches!(err, Err(RenderError::UnsafeBareValue { .. })),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_placeholder_in_a_comment_cannot_break_the_line() {
+        let query = "x # for {{ variables.v }}\n";
+        assert_eq!(
+            render("t", query, &ctx(&[("v", "a'b\"c")]), Arm::Canary).unwrap(),
+            "x # for a'b\"c\n"
+        );
+        let err = render("t", query, &ctx(&[("v", "a\nor vector(1)")]), Arm::Canary);
+        assert!(
+            matches!(err, Err(RenderError::LineBreakInComment { .. })),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn glued_words_must_stay_one_word() {
+        let query = "{{ variables.a }}_total > {{ variables.n }}";
+        let out = render(
+            "t",
+            query,
+            &ctx(&[("a", "http"), ("n", "0.5")]),
+            Arm::Canary,
+        );
+        assert_eq!(out.unwrap(), "http_total > 0.5");
+        for (a, n) in [("or", "1"), ("x", "or"), ("1", "2"), ("x", "-1")] {
+            let out = render("t", query, &ctx(&[("a", a), ("n", n)]), Arm::Canary);
+            assert!(out.is_err(), "{a:?} {n:?}: {out:?}");
+        }
+        let keyword = render(
+            "t",
+            "x {{ variables.a }}{{ variables.b }} y",
+            &ctx(&[("a", "o"), ("b", "r")]),
+            Arm::Canary,
+        );
+        assert!(
+            matches!(keyword, Err(RenderError::StructureChanged { .. })),
+            "{keyword:?}"
+        );
     }
 
     /// Removes PromQL string literals, honouring escapes, to see what code remains.
