@@ -202,11 +202,9 @@ pub async fn apply(
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    let (Some(api_version), Some(kind), Some(name)) = (
-        text("/apiVersion"),
-        text("/kind"),
-        text("/metadata/name"),
-    ) else {
+    let (Some(api_version), Some(kind), Some(name)) =
+        (text("/apiVersion"), text("/kind"), text("/metadata/name"))
+    else {
         return Err(ClusterSetupError::Manifest(format!(
             "a document without apiVersion, kind or metadata.name: {}",
             object.to_string().chars().take(120).collect::<String>()
@@ -220,16 +218,15 @@ pub async fn apply(
     let (resource, capabilities) = kube::discovery::pinned_kind(client, &gvk)
         .await
         .map_err(api_error(format!("discovery of {kind} ({api_version})")))?;
-    let api: Api<DynamicObject> =
-        if capabilities.scope == kube::discovery::Scope::Namespaced {
-            let ns = text("/metadata/namespace")
-                .or(namespace.map(str::to_string))
-                .unwrap_or_else(|| "default".into());
-            object["metadata"]["namespace"] = json!(ns);
-            Api::namespaced_with(client.clone(), &ns, &resource)
-        } else {
-            Api::all_with(client.clone(), &resource)
-        };
+    let api: Api<DynamicObject> = if capabilities.scope == kube::discovery::Scope::Namespaced {
+        let ns = text("/metadata/namespace")
+            .or(namespace.map(str::to_string))
+            .unwrap_or_else(|| "default".into());
+        object["metadata"]["namespace"] = json!(ns);
+        Api::namespaced_with(client.clone(), &ns, &resource)
+    } else {
+        Api::all_with(client.clone(), &resource)
+    };
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let answer = api
         .patch(&name, &params, &Patch::Apply(&object))
@@ -324,7 +321,9 @@ pub async fn service_account_kubeconfig(
     let answer: TokenRequest = accounts
         .create_subresource("token", account, &PostParams::default(), &request)
         .await
-        .map_err(api_error(format!("a token for ServiceAccount {namespace}/{account}")))?;
+        .map_err(api_error(format!(
+            "a token for ServiceAccount {namespace}/{account}"
+        )))?;
     let token = answer
         .status
         .map(|s| s.token)

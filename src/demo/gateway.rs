@@ -209,7 +209,11 @@ async fn follow_pods(
             .collect();
         names.sort();
         for (name, is_primary) in names {
-            let slot = if is_primary { &mut primary } else { &mut canary };
+            let slot = if is_primary {
+                &mut primary
+            } else {
+                &mut canary
+            };
             slot.get_or_insert(name);
         }
         let mut targets = Vec::new();
@@ -243,7 +247,10 @@ async fn follow_pods(
 /// matches), by the backends' `-primary` and `-canary` names: for views and tests.
 pub fn read_weights(route: &serde_json::Value) -> Option<(u32, u32)> {
     let rules = route["spec"]["rules"].as_array()?;
-    let rule = rules.iter().rev().find(|r| r.get("matches").is_none() || r["matches"][0]["headers"].is_null())?;
+    let rule = rules
+        .iter()
+        .rev()
+        .find(|r| r.get("matches").is_none() || r["matches"][0]["headers"].is_null())?;
     let mut primary = None;
     let mut canary = None;
     for backend in rule["backendRefs"].as_array()? {
@@ -263,7 +270,10 @@ mod tests {
 
     #[test]
     fn pods_are_told_apart_by_name() {
-        assert_eq!(arm_of("podinfo-primary-7d9f8b6c5d-x2x9k", "podinfo"), Some(true));
+        assert_eq!(
+            arm_of("podinfo-primary-7d9f8b6c5d-x2x9k", "podinfo"),
+            Some(true)
+        );
         assert_eq!(arm_of("podinfo-6c8d7f9b5-q4w8z", "podinfo"), Some(false));
         assert_eq!(arm_of("podinfo-other-6c8d7f9b5-q4w8z", "podinfo"), None);
         assert_eq!(arm_of("frontend-6c8d7f9b5-q4w8z", "podinfo"), None);

@@ -8,8 +8,8 @@
 pub mod app;
 pub mod cluster;
 pub mod gateway;
-pub mod on_cluster;
 pub mod load;
+pub mod on_cluster;
 pub mod prometheus;
 pub mod release;
 pub mod report;

@@ -100,7 +100,10 @@ impl ClusterRelease {
         // The CRDs may take a moment to be served after they are applied.
         for _ in 0..40 {
             let gvk = GroupVersionKind::gvk("sluice.dev", "v1alpha1", "Canary");
-            if kube::discovery::pinned_kind(&self.client, &gvk).await.is_ok() {
+            if kube::discovery::pinned_kind(&self.client, &gvk)
+                .await
+                .is_ok()
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -128,14 +131,16 @@ impl ClusterRelease {
         if let Some(object) = value.as_object_mut() {
             object.remove("status");
         }
-        value["metadata"]
-            .as_object_mut()
-            .map(|m| m.remove("uid"));
+        value["metadata"].as_object_mut().map(|m| m.remove("uid"));
         plane::apply(&self.client, value, None).await?;
         Ok(release)
     }
 
-    async fn api(&self, api_version: &str, kind: &str) -> Result<Api<DynamicObject>, OnClusterError> {
+    async fn api(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Api<DynamicObject>, OnClusterError> {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let gvk = GroupVersionKind::gvk(group, version, kind);
         let (resource, _) = kube::discovery::pinned_kind(&self.client, &gvk)
@@ -152,18 +157,21 @@ impl ClusterRelease {
     /// starts the release. The controller does everything else.
     pub async fn tick(&self) -> Result<Tick, OnClusterError> {
         let canaries: Api<Canary> = Api::namespaced(self.client.clone(), &self.namespace);
-        let canary = canaries.get(&self.name).await.map_err(api_error("Canary"))?;
+        let canary = canaries
+            .get(&self.name)
+            .await
+            .map_err(api_error("Canary"))?;
         let status = canary.status.clone().unwrap_or_default();
         let deployments = self.api("apps/v1", "Deployment").await?;
         let target = deployments
             .get(&self.target)
             .await
             .map_err(api_error("Deployment"))?;
-        let new_image = target_deployment(&self.namespace, &self.target, &self.new_version)
-            ["spec"]["template"]["spec"]["containers"][0]["image"]
+        let new_image = target_deployment(&self.namespace, &self.target, &self.new_version)["spec"]
+            ["template"]["spec"]["containers"][0]["image"]
             .clone();
-        let mut released = target.data["spec"]["template"]["spec"]["containers"][0]["image"]
-            == new_image;
+        let mut released =
+            target.data["spec"]["template"]["spec"]["containers"][0]["image"] == new_image;
         if status.phase == Some(Phase::Initialized) && !released {
             let new = target_deployment(&self.namespace, &self.target, &self.new_version);
             let patch = json!({"spec": {"template": new["spec"]["template"]}});

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use kube::ResourceExt;
 use tokio::time::MissedTickBehavior;
 
-use super::prometheus::{self, PrometheusError};
 use super::cluster::ControlPlane;
 use super::gateway::{Gateway, GatewayConfig};
 use super::on_cluster::{ClusterRelease, ControllerProcess};
+use super::prometheus::{self, PrometheusError};
 use super::release::{self, Release, ReleaseError, Tick, Verdict};
 use super::report;
 use super::stage::{Scenario, Stage, StageConfig, StageError, pod_names};
@@ -224,8 +224,7 @@ pub async fn run_demo(
         }
         Some(cluster) => {
             drive_on_cluster(
-                &options, cluster, &canary, &templates, &stage, &scratch.0, stopped, &mut view,
-                out,
+                &options, cluster, &canary, &templates, &stage, &scratch.0, stopped, &mut view, out,
             )
             .await
         }
@@ -283,7 +282,7 @@ fn write(path: &Path, text: &str) -> Result<(), DemoError> {
 /// Who moves the release: the controller's reconcile in this process over a memory cluster, or
 /// a `sluice controller` process on a real API server (then the demo only reads the status).
 enum Driver<'a> {
-    Memory(Release),
+    Memory(&'a Release),
     Cluster(&'a ClusterRelease),
 }
 
@@ -328,7 +327,16 @@ async fn drive_in_memory(
         .await?;
     let (primary_pod, canary_pod) = pod_names(&canary.spec.target_ref.name);
     let probe = TrafficProbe::new(&url, &namespace, &primary_pod, &canary_pod)?;
-    drive_demo(options, canary, &Driver::Memory(release), &probe, stopped, view, out).await
+    drive_demo(
+        options,
+        canary,
+        &Driver::Memory(&release),
+        &probe,
+        stopped,
+        view,
+        out,
+    )
+    .await
 }
 
 /// `sluice demo --cluster`: the release on a real API server (the local control plane, started
@@ -390,10 +398,11 @@ async fn drive_on_cluster(
             .map_err(|e| setup(&e))?;
         let sluice = std::env::current_exe().map_err(DemoError::Executable)?;
         let namespace = canary.namespace().unwrap_or_else(|| "default".into());
-        let controller =
-            ControllerProcess::start(&sluice, &client, &plane, &namespace, &account, &url, scratch)
-                .await
-                .map_err(|e| setup(&e))?;
+        let controller = ControllerProcess::start(
+            &sluice, &client, &plane, &namespace, &account, &url, scratch,
+        )
+        .await
+        .map_err(|e| setup(&e))?;
         let (primary_app, canary_app) = stage.apps();
         let gateway = Gateway::start(GatewayConfig {
             client,
@@ -420,7 +429,10 @@ async fn drive_on_cluster(
     }
     .await;
     if started_here {
-        view.note(out, "stopping the local control plane (e2e/cluster/down.sh)");
+        view.note(
+            out,
+            "stopping the local control plane (e2e/cluster/down.sh)",
+        );
         plane.down().map_err(|e| setup(&e))?;
     }
     result

@@ -9,9 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use sluice::demo::cluster::{self as plane, ControlPlane};
@@ -88,11 +90,14 @@ fn start_local(scripts: &Path) -> ControlPlane {
     let default_state = std::env::var_os("SLUICE_CLUSTER_STATE")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("sluice-cluster"));
-    if default_state.join("kubeconfig").is_file() {
-        if let Ok(plane) = ControlPlane::up(scripts, &default_state) {
-            eprintln!("cluster tests: on the control plane of {}", default_state.display());
-            return plane;
-        }
+    if default_state.join("kubeconfig").is_file()
+        && let Ok(plane) = ControlPlane::up(scripts, &default_state)
+    {
+        eprintln!(
+            "cluster tests: on the control plane of {}",
+            default_state.display()
+        );
+        return plane;
     }
     let state = std::env::temp_dir().join(format!("sluice-cluster-test-{}", std::process::id()));
     // The watcher: a process of its own session that outlives this one and stops the control
@@ -103,7 +108,9 @@ fn start_local(scripts: &Path) -> ControlPlane {
         state = state.display(),
         down = scripts.join("down.sh").display()
     );
-    Command::new("setsid")
+    // Never waited for: it must outlive this process, which is the point of it.
+    #[allow(clippy::zombie_processes)]
+    let _watcher = Command::new("setsid")
         .args(["bash", "-c", &watcher])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -120,13 +127,15 @@ fn start_local(scripts: &Path) -> ControlPlane {
     plane
 }
 
-/// The whole control plane for one test, or None where it is not ours (a cluster named by
-/// SLUICE_TEST_KUBECONFIG).
-pub async fn exclusive() -> Option<RwLockWriteGuard<'static, ()>> {
-    if !shared().local {
-        return None;
-    }
-    Some(EXCLUSIVE.write().await)
+/// Whether the control plane is ours to restart (not a cluster named by SLUICE_TEST_KUBECONFIG).
+pub fn is_local() -> bool {
+    shared().local
+}
+
+/// A test's hold on the shared control plane: shared with other tests, or alone.
+enum Hold {
+    Shared(RwLockReadGuard<'static, ()>),
+    Alone(RwLockWriteGuard<'static, ()>),
 }
 
 /// Stops the API server by its PID and starts it again after `pause`.
@@ -144,25 +153,38 @@ pub struct TestNamespace {
     pub client: Client,
     pub dir: tempfile::TempDir,
     pub release: String,
-    _shared: Option<RwLockReadGuard<'static, ()>>,
+    _hold: Option<Hold>,
 }
 
 impl TestNamespace {
     pub async fn new(test: &str) -> Self {
-        let shared_guard = if shared().local {
-            Some(EXCLUSIVE.read().await)
+        let hold = if shared().local {
+            Some(Hold::Shared(EXCLUSIVE.read().await))
         } else {
             None
         };
-        Self::with_guard(test, shared_guard).await
+        Self::with_hold(test, hold).await
     }
 
-    async fn with_guard(test: &str, guard: Option<RwLockReadGuard<'static, ()>>) -> Self {
+    /// As `new`, with the control plane to itself: no other test runs meanwhile (for a test
+    /// that stops the API server).
+    pub async fn alone(test: &str) -> Self {
+        let hold = Some(Hold::Alone(EXCLUSIVE.write().await));
+        Self::with_hold(test, hold).await
+    }
+
+    async fn with_hold(test: &str, hold: Option<Hold>) -> Self {
         let shared = shared();
         let suffix: u32 = rand::random::<u32>() % 100_000;
         let name = format!("t-{test}-{suffix}");
-        let client = shared.plane.client().await.unwrap_or_else(|e| panic!("{e}"));
-        plane::namespace(&client, &name).await.unwrap_or_else(|e| panic!("{e}"));
+        let client = shared
+            .plane
+            .client()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        plane::namespace(&client, &name)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         // The chart's objects for a release in this namespace: its ClusterRole is the one under
         // test, bound cluster-wide as a default install binds it.
         let release = format!("sluice-{name}");
@@ -176,7 +198,7 @@ impl TestNamespace {
             client,
             dir: tempfile::tempdir().expect("a temporary folder"),
             release,
-            _shared: guard,
+            _hold: hold,
         }
     }
 
@@ -298,7 +320,9 @@ impl TestNamespace {
 
     pub async fn controller_client(&self) -> Client {
         let path = self.controller_kubeconfig().await;
-        plane::client_for(&path).await.unwrap_or_else(|e| panic!("{e}"))
+        plane::client_for(&path)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -397,11 +421,20 @@ pub async fn forbidden_requests(client: &Client, ns: &str) -> Vec<(String, Resul
     out
 }
 
-async fn dynamic(client: &Client, api_version: &str, kind: &str, ns: Option<&str>) -> Api<DynamicObject> {
+async fn dynamic(
+    client: &Client,
+    api_version: &str,
+    kind: &str,
+    ns: Option<&str>,
+) -> Api<DynamicObject> {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let gvk = GroupVersionKind::gvk(group, version, kind);
     // Discovery with the admin's client: the ServiceAccount may not be allowed to read it all.
-    let admin = shared().plane.client().await.unwrap_or_else(|e| panic!("{e}"));
+    let admin = shared()
+        .plane
+        .client()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let (resource, _) = kube::discovery::pinned_kind(&admin, &gvk)
         .await
         .unwrap_or_else(|e| panic!("discovery of {kind}: {e}"));
@@ -469,6 +502,54 @@ pub fn cel_cases() -> Vec<CelCase> {
             message: "requestsTemplateRef applies to type errorRate only",
         },
         CelCase {
+            name: "maxRegression",
+            analysis: metric(json!({"name": "m", "templateRef": {"name": "t"},
+                "comparison": {"type": "latency", "maxRegression": 1.0}})),
+            message: "maxRegression must be above 1 and at most 100: 1 or less can never be ruled out",
+        },
+        CelCase {
+            name: "thresholdRange",
+            analysis: metric(json!({"name": "m", "templateRef": {"name": "t"},
+                "thresholdRange": {"min": 5, "max": 1}})),
+            message: "thresholdRange min must not be above max",
+        },
+        CelCase {
+            name: "metric interval",
+            analysis: metric(json!({"name": "m", "templateRef": {"name": "t"},
+                "thresholdRange": {"min": 1}, "interval": "500ms"})),
+            message: "interval must be whole seconds from 1s to 24h",
+        },
+        CelCase {
+            name: "analysis interval",
+            analysis: json!({"interval": "1500ms", "iterations": 3}),
+            message: "interval must be whole seconds from 1s to 24h",
+        },
+        CelCase {
+            name: "stepWeight",
+            analysis: json!({"interval": "1m", "stepWeight": 0, "maxWeight": 50}),
+            message: "stepWeight must be from 1 to 100",
+        },
+        CelCase {
+            name: "stepWeight above maxWeight",
+            analysis: json!({"interval": "1m", "stepWeight": 60, "maxWeight": 50}),
+            message: "stepWeight must not be above maxWeight: the first step would pass the cap",
+        },
+        CelCase {
+            name: "stepWeightPromotion",
+            analysis: json!({"interval": "1m", "iterations": 3, "stepWeightPromotion": 0}),
+            message: "stepWeightPromotion must be from 1 to 100",
+        },
+        CelCase {
+            name: "minEffect",
+            analysis: json!({"interval": "1m", "iterations": 3, "minEffect": 3.0}),
+            message: "minEffect must be from 0 to 1; 0.2 tolerates a canary 20% worse than the primary",
+        },
+        CelCase {
+            name: "minSamplePerArm",
+            analysis: json!({"interval": "1m", "iterations": 3, "minSamplePerArm": 2000000000u64}),
+            message: "minSamplePerArm must be at most 1000000000, or no release would ever promote",
+        },
+        CelCase {
             name: "quantile",
             analysis: metric(json!({"name": "m", "templateRef": {"name": "t"},
                 "comparison": {"type": "latency", "quantile": 0.3}})),
@@ -532,14 +613,22 @@ impl Controller {
             .args(["--watch-namespace", &ns.name])
             .args(["--lease-namespace", &ns.name])
             .args(["--identity", identity])
-            .args(["--leader-election", if leader_election { "true" } else { "false" }])
+            .args([
+                "--leader-election",
+                if leader_election { "true" } else { "false" },
+            ])
             .env("KUBECONFIG", &kubeconfig)
             .env("SLUICE_LOG", "info")
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log"))
-            .stderr(std::fs::File::options().append(true).open(&log).expect("log"))
+            .stderr(
+                std::fs::File::options()
+                    .append(true)
+                    .open(&log)
+                    .expect("log"),
+            )
             .spawn()
             .expect("sluice controller starts");
         Self { child, log }
@@ -577,16 +666,20 @@ const TARGET: &str = "podinfo";
 
 impl Release {
     pub async fn start(test: &str, scenario: Scenario) -> Self {
-        Self::start_inner(test, scenario, false).await
+        Self::start_in(TestNamespace::new(test).await, scenario, false).await
+    }
+
+    /// As `start`, with the control plane to itself (see `TestNamespace::alone`).
+    pub async fn start_alone(test: &str, scenario: Scenario) -> Self {
+        Self::start_in(TestNamespace::alone(test).await, scenario, false).await
     }
 
     /// As `start`, with the target reading a ConfigMap (`podinfo-config`) that sluice tracks.
     pub async fn start_with_config(test: &str, scenario: Scenario) -> Self {
-        Self::start_inner(test, scenario, true).await
+        Self::start_in(TestNamespace::new(test).await, scenario, true).await
     }
 
-    async fn start_inner(test: &str, scenario: Scenario, with_config: bool) -> Self {
-        let ns = TestNamespace::new(test).await;
+    async fn start_in(ns: TestNamespace, scenario: Scenario, with_config: bool) -> Self {
         let config = StageConfig {
             sluice: PathBuf::from(SLUICE),
             prometheus: sluice::demo::prometheus::find_binary().unwrap_or_else(|e| panic!("{e}")),
@@ -599,14 +692,17 @@ impl Release {
             max_duration: Duration::from_secs(600),
             discover_pods: true,
         };
-        let stage = Stage::start(&config).await.unwrap_or_else(|e| panic!("{e}"));
+        let stage = Stage::start(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let templates = std::fs::read_to_string(root().join("metrics-templates/app.yaml"))
             .expect("metrics-templates/app.yaml")
             .replace("http://prometheus.monitoring:9090", &stage.prometheus.url());
         plane::apply_yaml(&ns.client, &templates, Some(&ns.name))
             .await
             .unwrap_or_else(|e| panic!("templates: {e}"));
-        let text = std::fs::read_to_string(root().join("e2e/canary.yaml")).expect("e2e/canary.yaml");
+        let text =
+            std::fs::read_to_string(root().join("e2e/canary.yaml")).expect("e2e/canary.yaml");
         let mut canary: Value = serde_yaml_ng::from_str(&text).expect("YAML");
         canary["metadata"]["namespace"] = json!(ns.name);
         // Long enough for a kwok pod to be scraped under its name; the demo's 60 s is enough.
@@ -644,7 +740,10 @@ impl Release {
     }
 
     pub async fn phase(&self) -> String {
-        self.status().await["phase"].as_str().unwrap_or("").to_string()
+        self.status().await["phase"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     pub async fn route_weights(&self) -> Option<(u32, u32)> {
@@ -678,11 +777,17 @@ impl Release {
             .await;
         let started = Instant::now();
         loop {
-            let primary = self.ns.get_opt("apps/v1", "Deployment", "podinfo-primary").await;
+            let primary = self
+                .ns
+                .get_opt("apps/v1", "Deployment", "podinfo-primary")
+                .await;
             if primary.is_some_and(|p| p["status"]["availableReplicas"] == 1) {
                 return;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "the primary is not ready");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the primary is not ready"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -726,7 +831,9 @@ impl Release {
     /// Follows the release until it has a verdict and the route is back on the primary.
     pub async fn follow_until_done(&self, limit: Duration) -> Vec<u32> {
         self.follow(limit, |weights, phase| {
-            matches!(phase, "Succeeded" | "Failed") && weights.last() == Some(&0) && weights.len() > 1
+            matches!(phase, "Succeeded" | "Failed")
+                && weights.last() == Some(&0)
+                && weights.len() > 1
         })
         .await
     }
@@ -790,9 +897,30 @@ impl Release {
     pub async fn edit_canary_repeatedly(&self, times: u32) -> u32 {
         let api = self.ns.api("sluice.dev/v1alpha1", "Canary").await;
         let mut conflicts = 0;
+        // The first edit is made on a copy read before the controller's next status write, as a
+        // slow `kubectl edit` would: the API server must refuse it (409) and the retry succeed.
+        let mut stale = Some(api.get(TARGET).await.unwrap_or_else(|e| panic!("{e}")));
+        let read_version = stale.as_ref().and_then(|c| c.resource_version());
+        let started = Instant::now();
+        while api
+            .get(TARGET)
+            .await
+            .ok()
+            .and_then(|c| c.resource_version())
+            == read_version
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the controller wrote nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         for i in 1..=times {
             loop {
-                let mut canary = api.get(TARGET).await.unwrap_or_else(|e| panic!("{e}"));
+                let mut canary = match stale.take() {
+                    Some(old) => old,
+                    None => api.get(TARGET).await.unwrap_or_else(|e| panic!("{e}")),
+                };
                 canary
                     .annotations_mut()
                     .insert("example.com/edit".into(), i.to_string());
