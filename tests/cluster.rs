@@ -232,7 +232,7 @@ async fn a_killed_controller_resumes_the_same_release_at_the_same_weight() {
     let mut controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
     release.wait_initialized().await;
     release.new_image("podinfo:1.1.0").await;
-    let mut weights = release.follow_until_weight(20, RELEASE_LIMIT).await;
+    release.follow_until_weight(20, RELEASE_LIMIT).await;
     let before = release.status().await;
     controller.kill();
     eprintln!("SIGKILL at weight 20, iterations {}", before["iterations"]);
@@ -240,13 +240,9 @@ async fn a_killed_controller_resumes_the_same_release_at_the_same_weight() {
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert_eq!(release.route_weights().await, Some((80, 20)));
     let _restarted = Controller::start(&release.ns, &release.prometheus_url(), "a2", true).await;
-    weights.extend(
-        release
-            .follow_until_done(RELEASE_LIMIT)
-            .await
-            .into_iter()
-            .skip(1),
-    );
+    release.follow_until_done(RELEASE_LIMIT).await;
+    // Every change of the HTTPRoute since the Canary was created, as the gateway watched it.
+    let weights = release.weights();
     eprintln!("after restart: {weights:?}");
     assert_eq!(weights, PROMOTED, "{}", release.describe().await);
     assert_eq!(release.phase().await, "Succeeded");
@@ -261,7 +257,7 @@ async fn the_standby_takes_over_when_the_leader_is_killed() {
     let mut b = Controller::start(&release.ns, &release.prometheus_url(), "replica-b", true).await;
     release.wait_initialized().await;
     release.new_image("podinfo:1.1.0").await;
-    let mut weights = release.follow_until_weight(20, RELEASE_LIMIT).await;
+    release.follow_until_weight(20, RELEASE_LIMIT).await;
     let leader = release.lease_holder().await;
     assert_eq!(leader.as_deref(), Some("replica-a"));
     let killed = Instant::now();
@@ -273,13 +269,9 @@ async fn the_standby_takes_over_when_the_leader_is_killed() {
         takeover <= Duration::from_secs(15 + 5),
         "the lease lasts 15 s; takeover took {takeover:?} ({new_leader})"
     );
-    weights.extend(
-        release
-            .follow_until_done(RELEASE_LIMIT)
-            .await
-            .into_iter()
-            .skip(1),
-    );
+    release.follow_until_done(RELEASE_LIMIT).await;
+    // Every change of the HTTPRoute since the Canary was created, as the gateway watched it.
+    let weights = release.weights();
     let steps: Vec<(u32, f64)> = release
         .gateway
         .applied()
@@ -312,20 +304,32 @@ async fn the_release_goes_on_after_the_api_server_restarts() {
     }
     // Alone on the control plane: the other tests' controllers would meet the outage too.
     let release = Release::start_alone("apiserver", Scenario::Good).await;
-    let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    let mut controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
     release.wait_initialized().await;
     release.new_image("podinfo:1.1.0").await;
-    let mut weights = release.follow_until_weight(20, RELEASE_LIMIT).await;
+    release.follow_until_weight(20, RELEASE_LIMIT).await;
     let down = Instant::now();
     harness::restart_apiserver(Duration::from_secs(3));
-    eprintln!("API server back after {:.1?}", down.elapsed());
-    weights.extend(
-        release
-            .follow_until_done(RELEASE_LIMIT)
-            .await
-            .into_iter()
-            .skip(1),
-    );
+    let outage = down.elapsed();
+    eprintln!("API server back after {outage:.1?}");
+    // An outage longer than the lease (15 s) makes the controller exit, as it must: it can no
+    // longer know that it leads. Its Deployment's pod would be restarted; so is the process.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if !controller.is_running() {
+        let log = std::fs::read_to_string(&controller.log).unwrap_or_default();
+        assert!(
+            outage > Duration::from_secs(15) && log.contains("lost the leader lease"),
+            "the controller exited after a {outage:?} outage:\n{log}"
+        );
+        eprintln!(
+            "the controller exited (lease lost during the outage); restarted, as kubelet would"
+        );
+        controller = Controller::start(&release.ns, &release.prometheus_url(), "a2", true).await;
+    }
+    release.follow_until_done(RELEASE_LIMIT).await;
+    drop(controller);
+    // Every change of the HTTPRoute since the Canary was created, as the gateway watched it.
+    let weights = release.weights();
     eprintln!("API server restart: {weights:?}");
     assert_eq!(weights, PROMOTED, "{}", release.describe().await);
     assert_eq!(release.phase().await, "Succeeded");
@@ -338,19 +342,15 @@ async fn edits_during_a_step_are_not_lost() {
     let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
     release.wait_initialized().await;
     release.new_image("podinfo:1.1.0").await;
-    let mut weights = release.follow_until_weight(10, RELEASE_LIMIT).await;
+    release.follow_until_weight(10, RELEASE_LIMIT).await;
     // Read-modify-write with the resourceVersion read, as kubectl edit does, while the
     // controller writes the status: a conflict is retried from a fresh read, never lost.
     let conflicts = release.edit_canary_repeatedly(8).await;
     eprintln!("edits made; {conflicts} conflict(s) retried");
     assert!(conflicts >= 1, "the stale edit must meet a conflict");
-    weights.extend(
-        release
-            .follow_until_done(RELEASE_LIMIT)
-            .await
-            .into_iter()
-            .skip(1),
-    );
+    release.follow_until_done(RELEASE_LIMIT).await;
+    // Every change of the HTTPRoute since the Canary was created, as the gateway watched it.
+    let weights = release.weights();
     assert_eq!(weights, PROMOTED, "{}", release.describe().await);
     let canary = release.canary().await;
     assert_eq!(canary["metadata"]["annotations"]["example.com/edit"], "8");

@@ -828,6 +828,15 @@ impl Release {
         }
     }
 
+    /// Every canary weight the gateway applied from the HTTPRoute, oldest first.
+    pub fn weights(&self) -> Vec<u32> {
+        self.gateway
+            .applied()
+            .iter()
+            .map(|c| c.routes.canary)
+            .collect()
+    }
+
     /// Follows the release until it has a verdict and the route is back on the primary.
     pub async fn follow_until_done(&self, limit: Duration) -> Vec<u32> {
         self.follow(limit, |weights, phase| {
