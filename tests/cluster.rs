@@ -32,6 +32,23 @@ const PROMOTED: [u32; 7] = [0, 10, 20, 30, 40, 50, 0];
 /// Longest a release may take here (one runs in about 80 s: 5 steps of 10 s plus start-up).
 const RELEASE_LIMIT: Duration = Duration::from_secs(300);
 
+/// Each step of the schedule was made exactly once, by the Events recorded on the Canary.
+fn each_step_once(notes: &[String]) {
+    for weight in [10, 20, 30, 40, 50] {
+        let step = format!("canary weight {weight}");
+        let times = notes
+            .iter()
+            .filter(|n| n.starts_with("advance") && n.ends_with(&step))
+            .count();
+        assert_eq!(times, 1, "the step to {weight} is made once: {notes:#?}");
+    }
+}
+
+fn is_subsequence(part: &[u32], whole: &[u32]) -> bool {
+    let mut rest = whole.iter();
+    part.iter().all(|p| rest.any(|w| w == p))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crds_are_accepted_and_cel_rules_refuse_bad_canaries() {
     let ns = TestNamespace::new("crds").await;
@@ -281,15 +298,7 @@ async fn the_standby_takes_over_when_the_leader_is_killed() {
     eprintln!("leader change: {weights:?}; applied at {steps:?}");
     // No step done twice, none skipped.
     assert_eq!(weights, PROMOTED, "{}", release.describe().await);
-    let notes = release.event_notes().await;
-    for weight in [10, 20, 30, 40, 50] {
-        let step = format!("canary weight {weight}");
-        let times = notes
-            .iter()
-            .filter(|n| n.starts_with("advance") && n.ends_with(&step))
-            .count();
-        assert_eq!(times, 1, "the step to {weight} is made once: {notes:#?}");
-    }
+    each_step_once(&release.event_notes().await);
     b.kill();
     release.stop().await;
 }
@@ -331,7 +340,13 @@ async fn the_release_goes_on_after_the_api_server_restarts() {
     // Every change of the HTTPRoute since the Canary was created, as the gateway watched it.
     let weights = release.weights();
     eprintln!("API server restart: {weights:?}");
-    assert_eq!(weights, PROMOTED, "{}", release.describe().await);
+    // The gateway's own watch was cut by the outage too and may have missed a short-lived step
+    // while it backed off; the Events say which steps the controller made: each one, once.
+    assert!(
+        is_subsequence(&weights, &PROMOTED) && weights.first() == Some(&0),
+        "{weights:?}"
+    );
+    each_step_once(&release.event_notes().await);
     assert_eq!(release.phase().await, "Succeeded");
     release.stop().await;
 }
