@@ -40,12 +40,14 @@ struct Releases {
     healthy: i64,
     errors: i64,
     slow: i64,
+    clean: i64,
 }
 
 fn releases() -> Releases {
     let healthy = recent_start(5);
     let errors = healthy + 3600;
     let slow = healthy + 7200;
+    let clean = healthy + 10800;
     let mut text = String::new();
     let specs = [
         ReleaseSpec::healthy(1, healthy),
@@ -56,6 +58,13 @@ fn releases() -> Releases {
         ReleaseSpec {
             canary_latency_factor: 2.0,
             ..ReleaseSpec::healthy(3, slow)
+        },
+        // S15: no errors at all in either arm, 80 requests/s.
+        ReleaseSpec {
+            requests_per_second: 80.0,
+            primary_errors: 0.0,
+            canary_errors: 0.0,
+            ..ReleaseSpec::healthy(4, clean)
         },
     ];
     for spec in &specs {
@@ -71,6 +80,7 @@ fn releases() -> Releases {
         healthy,
         errors,
         slow,
+        clean,
     }
 }
 
@@ -156,6 +166,20 @@ fn verdicts_on_backfilled_releases() {
             assert!(e < 100.0, "{metric}");
         }
     }
+
+    // No errors in either arm (S15): promoted, on the strength of the canary's own error rate
+    // (bounded below the primary's plus comparison.tolerance) since no error can be compared.
+    let clean = analyse(&url, r.clean, r.clean + 600, &[]);
+    println!("{}", clean.stdout);
+    let clean_json = analyse(&url, r.clean, r.clean + 600, &["--output", "json"]);
+    assert_eq!(clean_json.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+    let report = json(&clean_json);
+    assert_eq!(report["verdict"], "promote");
+    let reached = report["reachedAfterIntervals"].as_u64().unwrap();
+    assert!(
+        (5..=7).contains(&reached),
+        "promoted after {reached} intervals"
+    );
 
     // Latency twice the primary's: rolled back by the latency comparison.
     let slow = analyse(&url, r.slow, r.slow + 600, &[]);

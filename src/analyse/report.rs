@@ -117,6 +117,7 @@ pub fn verdict_name(verdict: &Verdict) -> &'static str {
         Verdict::Ready => "ready",
         Verdict::FailedCheck { .. } => "failedCheck",
         Verdict::NoData { .. } => "noData",
+        Verdict::Hold { .. } => "hold",
         Verdict::Rollback { .. } => "rollback",
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod binomial;
 pub mod latency;
+pub mod rate;
 pub mod sequential;
 pub mod validate;
 
@@ -56,6 +57,9 @@ pub enum Verdict {
     },
     /// Some metric had no data: hold, never pass.
     NoData { reasons: Vec<String> },
+    /// A comparison is on its way to a rollback without being there: hold the weight rather
+    /// than send more traffic to a canary that looks bad.
+    Hold { metric: String, reason: String },
     /// Roll back.
     Rollback { metric: String, reason: String },
 }
@@ -78,6 +82,10 @@ pub struct MetricOutcome {
     /// Enough evidence for a promotion (comparisons), or a passing check (guardrails).
     pub ready: bool,
     pub message: String,
+    /// Why a passing comparison cannot allow a promotion yet, for the status.
+    pub waiting: Option<String>,
+    /// A comparison whose evidence against the canary is past halfway to a rollback.
+    pub suspect: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -108,6 +116,8 @@ pub fn judge(
                 outcome: Outcome::NoData,
                 ready: false,
                 message: reason,
+                waiting: None,
+                suspect: false,
             },
             Ok(observed) => judge_metric(analysis, metric, state, observed),
         };
@@ -163,11 +173,30 @@ fn verdict(
     if !missing.is_empty() {
         return Verdict::NoData { reasons: missing };
     }
+    if let Some(suspect) = outcomes.iter().find(|o| o.suspect) {
+        return Verdict::Hold {
+            metric: suspect.metric.clone(),
+            reason: suspect.message.clone(),
+        };
+    }
     if outcomes.iter().all(|o| o.ready) {
         Verdict::Ready
     } else {
         Verdict::Continue
     }
+}
+
+/// Why the outcomes do not allow a promotion yet, one clause per metric.
+pub fn waiting(outcomes: &[MetricOutcome]) -> String {
+    outcomes
+        .iter()
+        .filter(|o| !o.ready)
+        .map(|o| match &o.waiting {
+            Some(why) => format!("{}: {why}", o.metric),
+            None => format!("{}: {}", o.metric, o.message),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The metric's evidence, created on first use.
@@ -219,6 +248,8 @@ fn judge_metric(
         outcome,
         ready,
         message,
+        waiting: None,
+        suspect: false,
     };
     match (state.kind, observed) {
         (EvidenceKind::Guardrail, Observed::Value(value)) => {
@@ -247,11 +278,8 @@ fn judge_metric(
                 requests: round(primary.requests),
                 events: round(primary.errors),
             };
-            let margin = metric
-                .comparison
-                .as_ref()
-                .map_or(4.0, |c| c.max_regression());
-            compare(analysis, margin, state, canary, primary, "errors", outcome)
+            let margins = Margins::of(metric, 4.0, 0.001);
+            compare(analysis, margins, state, canary, primary, "errors", outcome)
         }
         (EvidenceKind::Latency, Observed::Histograms { canary, primary }) => {
             let quantile = metric
@@ -297,13 +325,10 @@ fn judge_metric(
                 });
             match counts {
                 Ok((canary, primary)) => {
-                    let margin = metric
-                        .comparison
-                        .as_ref()
-                        .map_or(std::f64::consts::SQRT_2, |c| c.max_regression());
+                    let margins = Margins::of(metric, std::f64::consts::SQRT_2, 0.005);
                     compare(
                         analysis,
-                        margin,
+                        margins,
                         state,
                         canary,
                         primary,
@@ -322,6 +347,31 @@ fn judge_metric(
     }
 }
 
+/// The regression a promotion must rule out: the canary's event rate at least `relative` times
+/// the primary's, or at least the primary's plus `absolute`.
+#[derive(Clone, Copy, Debug)]
+struct Margins {
+    relative: f64,
+    absolute: f64,
+}
+
+impl Margins {
+    fn of(metric: &MetricCheck, relative: f64, absolute: f64) -> Self {
+        match metric.comparison.as_ref() {
+            Some(c) => Self {
+                relative: c.max_regression(),
+                absolute: c.tolerance(),
+            },
+            None => Self { relative, absolute },
+        }
+    }
+}
+
+/// The e-value, as a share of ln(1/α), from which a comparison holds the schedule: 0.4 is an
+/// e-value of 6.3 at α = 1%, which a canary as good as the primary reaches at some point of a
+/// release with probability at most 1/6.3 (Ville), in practice far less often.
+const HOLD_SHARE: f64 = 0.4;
+
 /// The first counted interval of a comparison (the canary's warm-up: cold caches, JIT) weighs
 /// a quarter: enough for a release that fails outright to be rolled back at once, not enough for a
 /// short blip to do it alone.
@@ -329,7 +379,7 @@ const WARMUP_WEIGHT: f64 = 0.25;
 
 fn compare(
     analysis: &Analysis,
-    max_regression: f64,
+    margins: Margins,
     state: &mut MetricEvidence,
     canary: Counts,
     primary: Counts,
@@ -356,15 +406,84 @@ fn compare(
     } else {
         1.0
     };
+    let before = test.log_e_value;
     sequential::update(test, canary, primary, analysis.alpha, weight);
     let summary = describe(test, analysis.alpha, what);
     if test.rejected {
         return outcome(Outcome::Fail, false, summary);
     }
-    let enough = test.canary.requests >= analysis.min_sample_per_arm
-        && test.primary.requests >= analysis.min_sample_per_arm
-        && sequential::rules_out(test, max_regression, analysis.alpha);
-    outcome(Outcome::Pass, enough, summary)
+    // One bad interval, or that much evidence in all: hold the canary rather than send it more
+    // traffic while the next intervals decide. Holding changes nothing in the test, only what
+    // the canary is exposed to.
+    let full = HOLD_SHARE * (1.0 / analysis.alpha).ln() - 1e-9;
+    if test.log_e_value - before >= full || test.log_e_value >= full {
+        return MetricOutcome {
+            waiting: Some(format!("{what}: the evidence leans towards a rollback")),
+            suspect: true,
+            ..outcome(Outcome::Pass, false, summary)
+        };
+    }
+    match promotion(analysis, margins, test, what) {
+        Ok(()) => outcome(Outcome::Pass, true, summary),
+        Err(why) => MetricOutcome {
+            waiting: Some(why),
+            ..outcome(Outcome::Pass, false, summary)
+        },
+    }
+}
+
+/// Whether the evidence rules out the regression of `margins`, or what it still lacks.
+///
+/// Two routes, either enough: the relative test rules out `relative` (it needs events), or the
+/// canary's own rate is bounded below the primary's plus `absolute` (it needs requests only):
+/// an anytime-valid upper bound on the canary's rate under an anytime-valid lower bound on the
+/// primary's plus the tolerance, each at α/2. A release as bad as both margins is promoted by
+/// each route with probability at most α, so by either at most 2α.
+fn promotion(
+    analysis: &Analysis,
+    margins: Margins,
+    test: &SequentialState,
+    what: &str,
+) -> Result<(), String> {
+    let min = analysis.min_sample_per_arm;
+    for (arm, tally) in [("canary", test.canary), ("primary", test.primary)] {
+        if tally.requests < min {
+            return Err(format!(
+                "the {arm} has served {} of the {min} requests analysis.minSamplePerArm asks before a promotion",
+                tally.requests
+            ));
+        }
+    }
+    if sequential::rules_out(test, margins.relative, analysis.alpha) {
+        return Ok(());
+    }
+    let mut why = format!(
+        "{what}: not yet shown below {}x the primary's rate (comparison.maxRegression)",
+        short(margins.relative)
+    );
+    if margins.absolute > 0.0 {
+        let half = analysis.alpha / 2.0;
+        let scale = margins.absolute;
+        let (_, canary_upper) = rate::bounds(test.canary.events, test.canary.requests, half, scale);
+        let (primary_lower, _) =
+            rate::bounds(test.primary.events, test.primary.requests, half, scale);
+        if canary_upper < primary_lower + margins.absolute {
+            return Ok(());
+        }
+        why.push_str(&format!(
+            " nor within {} points of it (comparison.tolerance): the canary's rate may be up to {:.3}%, the primary's as low as {:.3}%; more requests narrow both",
+            pct(margins.absolute),
+            100.0 * canary_upper,
+            100.0 * primary_lower
+        ));
+    }
+    Err(why)
+}
+
+/// A fraction as percentage points, without trailing zeros.
+fn pct(fraction: f64) -> String {
+    let text = format!("{:.3}", 100.0 * fraction);
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn round(value: f64) -> u64 {
@@ -418,5 +537,94 @@ fn short(x: f64) -> String {
         format!("{x:.1}")
     } else {
         format!("{x:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_only(extra: &str) -> Analysis {
+        let yaml = format!(
+            "{{stepWeight: 10, maxWeight: 50, metrics: [{{name: errors, templateRef: {{name: e}}, comparison: {{type: errorRate, requestsTemplateRef: {{name: r}}{extra}}}}}]}}"
+        );
+        serde_yaml_ng::from_str(&yaml).unwrap()
+    }
+
+    fn counts(canary: f64, canary_errors: f64, primary: f64, primary_errors: f64) -> Observation {
+        Observation {
+            metric: "errors".into(),
+            result: Ok(Observed::Counts {
+                canary: RequestCounts {
+                    requests: canary,
+                    errors: canary_errors,
+                },
+                primary: RequestCounts {
+                    requests: primary,
+                    errors: primary_errors,
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn no_errors_at_all_promote_once_the_canary_rate_is_bounded() {
+        let analysis = errors_only("");
+        let mut evidence = Evidence::default();
+        // 6,000 clean canary requests: not yet, and the hold says why.
+        for _ in 0..4 {
+            let j = judge(
+                &analysis,
+                &mut evidence,
+                &[counts(1500.0, 0.0, 6000.0, 0.0)],
+            );
+            assert_eq!(j.verdict, Verdict::Continue);
+            let why = waiting(&j.outcomes);
+            assert!(why.contains("comparison.tolerance"), "{why}");
+            assert!(why.contains("comparison.maxRegression"), "{why}");
+        }
+        // 9,000: the canary's error rate is below 0.1 points above the primary's.
+        let j = judge(
+            &analysis,
+            &mut evidence,
+            &[counts(3000.0, 0.0, 6000.0, 0.0)],
+        );
+        assert_eq!(j.verdict, Verdict::Ready, "{}", waiting(&j.outcomes));
+        // Without the tolerance route the same evidence holds.
+        let strict = errors_only(", tolerance: 0");
+        let mut evidence = Evidence::default();
+        for _ in 0..10 {
+            let j = judge(&strict, &mut evidence, &[counts(3000.0, 0.0, 6000.0, 0.0)]);
+            assert_eq!(j.verdict, Verdict::Continue);
+        }
+    }
+
+    #[test]
+    fn a_canary_above_the_tolerance_is_never_promoted_by_it() {
+        // 0.2% errors against 0.1%: twice the primary's rate and 0.1 points above it, exactly
+        // the regression both routes must rule out, so neither may promote it however long it
+        // runs (it may well be rolled back).
+        let analysis = errors_only(", maxRegression: 2");
+        let mut evidence = Evidence::default();
+        for _ in 0..60 {
+            let j = judge(
+                &analysis,
+                &mut evidence,
+                &[counts(5000.0, 10.0, 5000.0, 5.0)],
+            );
+            assert_ne!(j.verdict, Verdict::Ready);
+        }
+    }
+
+    #[test]
+    fn the_hold_names_min_sample_per_arm() {
+        let analysis = errors_only("");
+        let mut evidence = Evidence::default();
+        let j = judge(&analysis, &mut evidence, &[counts(50.0, 0.0, 450.0, 0.0)]);
+        let why = waiting(&j.outcomes);
+        assert!(
+            why.contains("minSamplePerArm") && why.contains("50 of the 100"),
+            "{why}"
+        );
     }
 }

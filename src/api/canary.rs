@@ -264,7 +264,9 @@ pub struct TemplateRef {
     validation = Rule::new("!has(self.quantile) || (self.type == 'latency' && self.quantile > 0.5 && self.quantile < 1.0)")
         .message("quantile applies to type latency and must be above 0.5 and below 1"),
     validation = Rule::new("!has(self.maxRegression) || (self.maxRegression > 1.0 && self.maxRegression <= 100.0)")
-        .message("maxRegression must be above 1 and at most 100: 1 or less can never be ruled out")
+        .message("maxRegression must be above 1 and at most 100: 1 or less can never be ruled out"),
+    validation = Rule::new("!has(self.tolerance) || (self.tolerance >= 0.0 && self.tolerance <= 0.5)")
+        .message("tolerance must be from 0 to 0.5: an absolute rate, 0.001 accepts a canary up to 0.1 percentage points worse")
 )]
 pub struct Comparison {
     #[serde(rename = "type")]
@@ -283,9 +285,22 @@ pub struct Comparison {
     /// more often is a visibly worse tail). Smaller is safer and promotes later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_regression: Option<f64>,
+    /// The absolute regression a promotion may also rule out instead: the canary's event rate
+    /// at least the primary's plus this (a fraction of requests). Default 0.001 for errorRate
+    /// (0.1 percentage points) and 0.005 for latency. With it a release whose arms have few or
+    /// no events is promoted once the canary's own rate is bounded; 0 turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
 }
 
 impl Comparison {
+    pub fn tolerance(&self) -> f64 {
+        self.tolerance.unwrap_or(match self.kind {
+            ComparisonKind::ErrorRate => 0.001,
+            ComparisonKind::Latency => 0.005,
+        })
+    }
+
     pub fn max_regression(&self) -> f64 {
         self.max_regression.unwrap_or(match self.kind {
             ComparisonKind::ErrorRate => 4.0,
@@ -533,6 +548,13 @@ mod tests {
                 Comparison::validate_cel(&comparison(margin), None),
                 "maxRegression",
             );
+        }
+        let tolerance = |t: f64| json!({"type": "errorRate", "requestsTemplateRef": {"name": "r"}, "tolerance": t});
+        for t in [0.0, 0.001, 0.5] {
+            assert!(Comparison::validate_cel(&tolerance(t), None).is_ok(), "{t}");
+        }
+        for t in [-0.001, 0.6, 1e300] {
+            refused(Comparison::validate_cel(&tolerance(t), None), "tolerance");
         }
         // Duplicate metric names: the list is a map keyed by name, enforced by the API server.
         let crd = serde_json::to_string(&<Canary as kube::CustomResourceExt>::crd()).unwrap();

@@ -289,6 +289,16 @@ fn validate_metric(
                     ),
                 );
             }
+            if let Some(tolerance) = comparison.tolerance
+                && !(tolerance.is_finite() && (0.0..=0.5).contains(&tolerance))
+            {
+                problems.add(
+                    format!("{c}.tolerance"),
+                    format!(
+                        "must be from 0 to 0.5, found {tolerance}: it is an absolute rate (0.001 accepts a canary up to 0.1 percentage points worse than the primary); 0 turns it off"
+                    ),
+                );
+            }
             if let Some(interval) = metric.interval
                 && interval != analysis_interval
             {
@@ -387,6 +397,11 @@ mod tests {
                 format!("{base}    metrics:\n{errors}, maxRegression: -2}}\n"),
                 "spec.analysis.metrics[0].comparison.maxRegression",
                 "above 1",
+            ),
+            (
+                format!("{base}    metrics:\n{errors}, tolerance: 2}}\n"),
+                "spec.analysis.metrics[0].comparison.tolerance",
+                "from 0 to 0.5",
             ),
             (
                 format!("{base}    metrics:\n{errors}, maxRegression: .nan}}\n"),

@@ -1,6 +1,7 @@
 //! The benchmark's tables (Markdown) and the check of sluice's targets.
 
 use super::{Cell, POLICIES};
+use crate::analysis::binomial;
 
 fn cell<'a>(cells: &'a [Cell], scenario: &str, policy: &str) -> Option<&'a Cell> {
     cells
@@ -167,70 +168,72 @@ pub struct Target {
     pub met: bool,
 }
 
-/// The targets of the benchmark issue, measured.
+/// The targets of the verdicts issue, measured.
 pub fn targets(cells: &[Cell]) -> Vec<Target> {
     let mut out = Vec::new();
     let sluice = |id: &str| cell(cells, id, "sluice");
-    for (id, _) in scenarios(cells).iter().filter(|(_, h)| *h) {
-        if let Some(c) = sluice(id) {
-            let rate = c.false_rollback_rate.unwrap_or(0.0);
-            let hi = c.false_rollback_interval.map_or(0.0, |i| i.1);
-            out.push(Target {
-                claim: format!("{id}: false rollbacks at most 1%"),
-                measured: format!("{} (95% interval up to {})", pct(rate), pct(hi)),
-                met: rate <= 0.01,
-            });
-        }
-    }
-    for (ids, floor) in [
-        (&["S3", "S4", "S6", "S7", "S12", "S12b", "S14"][..], 0.99),
-        (&["S2", "S5"][..], 0.90),
-    ] {
-        for id in ids {
-            if let Some(c) = sluice(id) {
-                let rate = c.detection_rate.unwrap_or(0.0);
-                out.push(Target {
-                    claim: format!("{id}: detection at least {}", pct(floor)),
-                    measured: pct(rate),
-                    met: rate >= floor,
-                });
-            }
-        }
-    }
-    for id in ["S3", "S4"] {
-        let (Some(s), Some(f)) = (sluice(id), cell(cells, id, "flagger")) else {
+    for (id, healthy) in scenarios(cells) {
+        let Some(c) = sluice(&id) else {
             continue;
         };
-        let ratio = s
-            .rollback_seconds
-            .zip(f.rollback_seconds)
-            .map(|(a, b)| a.0 / b.0);
-        out.push(Target {
-            claim: format!("{id}: median time to rollback at most 1/3 of Flagger's"),
-            measured: ratio.map_or("-".into(), |r| {
-                format!(
-                    "{} vs {} min: ×{r:.2}",
-                    minutes(s.rollback_seconds.map_or(0.0, |t| t.0)),
-                    minutes(f.rollback_seconds.map_or(0.0, |t| t.0))
-                )
-            }),
-            met: ratio.is_some_and(|r| r <= 1.0 / 3.0),
-        });
-        let bad = s.bad_requests_mean / f.bad_requests_mean.max(1e-9);
-        out.push(Target {
-            claim: format!("{id}: bad requests at most 1/4 of Flagger's"),
-            measured: format!(
-                "{:.0} vs {:.0}: ×{bad:.2}",
-                s.bad_requests_mean, f.bad_requests_mean
-            ),
-            met: bad <= 0.25,
-        });
-        let oracle = s.bad_requests_ratio_to_oracle;
-        out.push(Target {
-            claim: format!("{id}: bad requests within 3x the oracle's"),
-            measured: oracle.map_or("-".into(), |r| format!("×{r:.2}")),
-            met: oracle.is_some_and(|r| r <= 3.0),
-        });
+        // A scenario sluice does not claim yet is reported, and labelled so.
+        let id = if c.claimed {
+            id
+        } else {
+            format!("{id} (open issue)")
+        };
+        let scenario = c.scenario.as_str();
+        if healthy {
+            let rate = c.false_rollback_rate.unwrap_or(0.0);
+            let hi = binomial::upper_bound(c.rollbacks, c.runs, 0.95);
+            out.push(Target {
+                claim: format!("{id}: false rollbacks at most 1% (95% upper bound at most 1.5%)"),
+                measured: format!("{} (upper bound {})", pct(rate), pct(hi)),
+                met: rate <= 0.01 && hi <= 0.015,
+            });
+            let promotion = match scenario {
+                "S1" | "S7b" | "S9" | "S11" | "S15" => Some((6.0, Some(8.0))),
+                "S9b" | "S10" | "S13" => Some((8.0, None)),
+                "S8" => Some((30.0, None)),
+                _ => None,
+            };
+            if let Some((median, p90)) = promotion {
+                let measured = c.promotion_seconds.map(|(m, p)| (m / 60.0, p / 60.0));
+                let claim = match p90 {
+                    Some(p90) => {
+                        format!("{id}: promotion median / p90 at most {median} / {p90} min")
+                    }
+                    None => format!("{id}: promotion median at most {median} min"),
+                };
+                out.push(Target {
+                    claim,
+                    measured: measured.map_or("no promotion".into(), |(m, p)| {
+                        format!("{m:.1} / {p:.1} min")
+                    }),
+                    met: measured
+                        .is_some_and(|(m, p)| m <= median && p90.is_none_or(|limit| p <= limit)),
+                });
+            }
+        } else {
+            let floor = if scenario == "S2" { 0.95 } else { 0.99 };
+            let rate = c.detection_rate.unwrap_or(0.0);
+            out.push(Target {
+                claim: format!("{id}: detection at least {}", pct(floor)),
+                measured: pct(rate),
+                met: rate >= floor,
+            });
+            let limit = if ["S3", "S4", "S10x", "S12"].contains(&scenario) {
+                2.0
+            } else {
+                3.0
+            };
+            let oracle = c.bad_requests_ratio_to_oracle;
+            out.push(Target {
+                claim: format!("{id}: bad requests at most {limit}x the oracle's"),
+                measured: oracle.map_or("-".into(), |r| format!("×{r:.2}")),
+                met: oracle.is_some_and(|r| r <= limit),
+            });
+        }
     }
     out
 }

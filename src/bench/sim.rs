@@ -8,10 +8,10 @@
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Binomial, Distribution, Poisson};
+use rand_distr::{Binomial, Distribution, Exp, Poisson};
 
 use super::policy::{Policy, Step, Truth, Window};
-use super::scenario::{Latency, Scenario};
+use super::scenario::{ArmState, BURST_SECONDS, Kind, Latency, PodBursts, Scenario};
 
 pub const SCRAPE: i64 = 15;
 /// The longest a release may run before it counts as inconclusive.
@@ -108,6 +108,65 @@ impl Cells {
     }
 }
 
+/// Every pod's burst start times (whole seconds), drawn once per release.
+struct BurstClock {
+    spec: PodBursts,
+    canary: Vec<i64>,
+    primary: Vec<Vec<i64>>,
+}
+
+impl BurstClock {
+    /// Draws from its own stream, so the traffic draws stay those of the other scenarios.
+    fn draw(spec: PodBursts, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x00b0_0575);
+        let mut starts = |per_hour: f64| {
+            let mut out = Vec::new();
+            let Ok(gap) = Exp::new(per_hour / 3600.0) else {
+                return out;
+            };
+            // Start before 0 so that a burst may already be running when the canary starts.
+            let mut at = -BURST_SECONDS as f64;
+            loop {
+                at += gap.sample(&mut rng);
+                if at >= MAX_SECONDS as f64 {
+                    return out;
+                }
+                out.push(at.floor() as i64);
+            }
+        };
+        let canary = starts(spec.canary_per_hour);
+        let primary = (0..spec.primary_pods.max(1))
+            .map(|_| starts(spec.primary_per_hour))
+            .collect();
+        Self {
+            spec,
+            canary,
+            primary,
+        }
+    }
+
+    /// The share of `[from, to)` that a pod with these bursts spends bursting.
+    fn fraction(starts: &[i64], from: i64, to: i64) -> f64 {
+        let covered: i64 = starts
+            .iter()
+            .map(|&s| ((s + BURST_SECONDS).min(to) - s.max(from)).max(0))
+            .sum();
+        covered.min(to - from) as f64 / (to - from) as f64
+    }
+
+    /// Both arms over `[from, to)`: the primary's pods share its traffic equally.
+    fn states(&self, from: i64, to: i64) -> [ArmState; 2] {
+        let canary = Self::fraction(&self.canary, from, to);
+        let primary = self
+            .primary
+            .iter()
+            .map(|p| Self::fraction(p, from, to))
+            .sum::<f64>()
+            / self.primary.len() as f64;
+        [self.spec.arm(canary), self.spec.arm(primary)]
+    }
+}
+
 /// One release of `scenario` under `policy`, from `seed`. The same seed gives every policy the
 /// same traffic for as long as their weights agree.
 pub fn run(scenario: &Scenario, policy: &mut dyn Policy, seed: u64) -> RunResult {
@@ -126,6 +185,10 @@ pub fn run(scenario: &Scenario, policy: &mut dyn Policy, seed: u64) -> RunResult
     let mut scraped: [Vec<(i64, Counters)>; 2] = [vec![(0, empty.clone())], vec![(0, empty)]];
     let mut truth = Vec::new();
     let mut bad = 0.0;
+    let clock = match scenario.kind {
+        Kind::PodBursts(spec) => Some(BurstClock::draw(spec, seed)),
+        _ => None,
+    };
     let every = policy.decision_every();
     let mut weight = policy.start();
     let mut t = 0;
@@ -134,7 +197,10 @@ pub fn run(scenario: &Scenario, policy: &mut dyn Policy, seed: u64) -> RunResult
         let middle = t - SCRAPE / 2;
         let expected = scenario.rate(middle) * SCRAPE as f64;
         let share = f64::from(weight) / 100.0;
-        let states = [scenario.canary(middle), scenario.primary(middle)];
+        let states = match &clock {
+            Some(clock) => clock.states(t - SCRAPE, t),
+            None => [scenario.canary(middle), scenario.primary(middle)],
+        };
         let primary_p99 = states[1].latency.quantile(0.99);
         let mut window = [(0u64, 0u64, 0u64, 0.0f64); 2];
         for arm in 0..2 {
@@ -238,4 +304,33 @@ fn read(
         errors: (end.errors - start.errors) as f64,
         buckets,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_cover_their_share_of_time() {
+        let spec = PodBursts {
+            primary_pods: 2,
+            canary_per_hour: 15.0,
+            primary_per_hour: 3.0,
+            latency: false,
+        };
+        let mut canary = 0.0;
+        let mut primary = 0.0;
+        let runs = 200;
+        for seed in 0..runs {
+            let clock = BurstClock::draw(spec, seed);
+            canary += BurstClock::fraction(&clock.canary, 0, MAX_SECONDS);
+            primary += BurstClock::fraction(&clock.primary[1], 0, MAX_SECONDS);
+        }
+        // 15 bursts of 15 s an hour is 6.25% of the time; 3 an hour, 1.25%.
+        let (canary, primary) = (canary / runs as f64, primary / runs as f64);
+        assert!((canary - 0.0625).abs() < 0.006, "{canary}");
+        assert!((primary - 0.0125).abs() < 0.003, "{primary}");
+        assert_eq!(BurstClock::fraction(&[10], 0, 15), 5.0 / 15.0);
+        assert_eq!(BurstClock::fraction(&[-5], 0, 15), 10.0 / 15.0);
+    }
 }

@@ -460,8 +460,24 @@ impl Run<'_> {
                     self.status.message = Some(format!("holding, no data: {}", reasons.join("; ")));
                 }
             }
-            Verdict::Continue => self.advance(false),
-            Verdict::Ready => self.advance(true),
+            Verdict::Hold { metric, reason } => {
+                let headline = format!(
+                    "holding at weight {}: {metric} leans towards a rollback",
+                    self.status.canary_weight
+                );
+                // One Event when the hold starts; the status carries each interval's evidence.
+                let already = self
+                    .status
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with(&headline));
+                if !already {
+                    self.event(true, "Synced", &headline);
+                }
+                self.status.message = Some(format!("{headline} ({reason})"));
+            }
+            Verdict::Continue => self.advance(Err(analysis::waiting(&judgement.outcomes))),
+            Verdict::Ready => self.advance(Ok(())),
         }
     }
 
@@ -476,7 +492,8 @@ impl Run<'_> {
         );
     }
 
-    fn advance(&mut self, ready: bool) {
+    /// Steps the schedule; once it is done, promotes when `ready`, or says what is missing.
+    fn advance(&mut self, ready: Result<(), String>) {
         let steps = steps_to_promotion(self.spec);
         match self.spec.strategy() {
             Strategy::Canary => {
@@ -513,11 +530,10 @@ impl Run<'_> {
                 }
             }
         }
-        if !ready {
-            self.status.message = Some(
-                "schedule done; collecting evidence before promotion (analysis.minSamplePerArm)"
-                    .into(),
-            );
+        if let Err(missing) = ready {
+            self.status.message = Some(format!(
+                "schedule done; holding for the evidence a promotion needs: {missing}"
+            ));
             return;
         }
         match self.hook(HookType::ConfirmPromotion) {
