@@ -508,6 +508,12 @@ pub fn cel_cases() -> Vec<CelCase> {
             message: "maxRegression must be above 1 and at most 100: 1 or less can never be ruled out",
         },
         CelCase {
+            name: "tolerance",
+            analysis: metric(json!({"name": "m", "templateRef": {"name": "t"},
+                "comparison": {"type": "latency", "tolerance": 0.6}})),
+            message: "tolerance must be from 0 to 0.5: an absolute rate, 0.001 accepts a canary up to 0.1 percentage points worse",
+        },
+        CelCase {
             name: "thresholdRange",
             analysis: metric(json!({"name": "m", "templateRef": {"name": "t"},
                 "thresholdRange": {"min": 5, "max": 1}})),
