@@ -84,7 +84,8 @@ pub struct MetricOutcome {
     pub message: String,
     /// Why a passing comparison cannot allow a promotion yet, for the status.
     pub waiting: Option<String>,
-    /// A comparison whose evidence against the canary is past halfway to a rollback.
+    /// A comparison whose evidence against the canary calls for holding the weight (see
+    /// `HOLD_SHARE`).
     pub suspect: bool,
 }
 
@@ -278,7 +279,7 @@ fn judge_metric(
                 requests: round(primary.requests),
                 events: round(primary.errors),
             };
-            let margins = Margins::of(metric, 4.0, 0.001);
+            let margins = Margins::of(metric, ComparisonKind::ErrorRate);
             compare(analysis, margins, state, canary, primary, "errors", outcome)
         }
         (EvidenceKind::Latency, Observed::Histograms { canary, primary }) => {
@@ -325,7 +326,7 @@ fn judge_metric(
                 });
             match counts {
                 Ok((canary, primary)) => {
-                    let margins = Margins::of(metric, std::f64::consts::SQRT_2, 0.005);
+                    let margins = Margins::of(metric, ComparisonKind::Latency);
                     compare(
                         analysis,
                         margins,
@@ -356,13 +357,17 @@ struct Margins {
 }
 
 impl Margins {
-    fn of(metric: &MetricCheck, relative: f64, absolute: f64) -> Self {
+    /// The metric's margins, or the defaults of `kind` for a metric without a comparison.
+    fn of(metric: &MetricCheck, kind: ComparisonKind) -> Self {
         match metric.comparison.as_ref() {
             Some(c) => Self {
                 relative: c.max_regression(),
                 absolute: c.tolerance(),
             },
-            None => Self { relative, absolute },
+            None => Self {
+                relative: kind.default_max_regression(),
+                absolute: kind.default_tolerance(),
+            },
         }
     }
 }

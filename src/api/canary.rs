@@ -295,17 +295,12 @@ pub struct Comparison {
 
 impl Comparison {
     pub fn tolerance(&self) -> f64 {
-        self.tolerance.unwrap_or(match self.kind {
-            ComparisonKind::ErrorRate => 0.001,
-            ComparisonKind::Latency => 0.005,
-        })
+        self.tolerance.unwrap_or(self.kind.default_tolerance())
     }
 
     pub fn max_regression(&self) -> f64 {
-        self.max_regression.unwrap_or(match self.kind {
-            ComparisonKind::ErrorRate => 4.0,
-            ComparisonKind::Latency => std::f64::consts::SQRT_2,
-        })
+        self.max_regression
+            .unwrap_or(self.kind.default_max_regression())
     }
 }
 
@@ -314,6 +309,24 @@ impl Comparison {
 pub enum ComparisonKind {
     ErrorRate,
     Latency,
+}
+
+impl ComparisonKind {
+    /// `maxRegression` when not set.
+    pub fn default_max_regression(self) -> f64 {
+        match self {
+            ComparisonKind::ErrorRate => 4.0,
+            ComparisonKind::Latency => std::f64::consts::SQRT_2,
+        }
+    }
+
+    /// `tolerance` when not set.
+    pub fn default_tolerance(self) -> f64 {
+        match self {
+            ComparisonKind::ErrorRate => 0.001,
+            ComparisonKind::Latency => 0.005,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]

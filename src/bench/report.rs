@@ -215,7 +215,12 @@ pub fn targets(cells: &[Cell]) -> Vec<Target> {
                 });
             }
         } else {
-            let floor = if scenario == "S2" { 0.95 } else { 0.99 };
+            // The issues' floors: 95% for S2 (+0.2 pp) and S16x (issue 15), 99% for the rest.
+            let floor = if ["S2", "S16x"].contains(&scenario) {
+                0.95
+            } else {
+                0.99
+            };
             let rate = c.detection_rate.unwrap_or(0.0);
             out.push(Target {
                 claim: format!("{id}: detection at least {}", pct(floor)),
