@@ -693,7 +693,7 @@ async fn run_analyse(args: AnalyseArgs) -> Result<u8, Failure> {
     let interactive = std::io::stderr().is_terminal();
     let progress = |step: u32, of: u32, at: i64| {
         let line = format!(
-            "querying interval {step}/{of} ending {}",
+            "querying interval {step}/{of}, first check at {}",
             report::rfc3339(at)
         );
         let mut err = std::io::stderr();

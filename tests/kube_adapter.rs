@@ -21,6 +21,7 @@ use sluice::controller::observer::Observer;
 use sluice::controller::reconcile::{Context, Outcome, reconcile};
 use sluice::hooks::Hooks;
 use sluice::metrics::BoxFuture;
+use sluice::rollout::MetricsWindow;
 use sluice::rollout::Routes;
 use sluice::router::gateway_api::http_route;
 use tower_test::mock;
@@ -697,18 +698,25 @@ async fn a_kind_sluice_does_not_manage_is_invalid_before_any_request() {
 struct Healthy;
 
 impl Observer for Healthy {
-    fn observe<'a>(&'a self, _: &'a Canary, _: i64) -> BoxFuture<'a, Vec<Observation>> {
-        Box::pin(async {
+    fn observe<'a>(
+        &'a self,
+        _: &'a Canary,
+        _: i64,
+        window: MetricsWindow,
+    ) -> BoxFuture<'a, Vec<Observation>> {
+        // Running totals at 10 canary and 90 primary requests a second.
+        let seconds = window.comparison_seconds as f64;
+        Box::pin(async move {
             vec![Observation {
                 metric: "errors".into(),
                 result: Ok(Observed::Counts {
                     canary: RequestCounts {
-                        requests: 600.0,
-                        errors: 1.0,
+                        requests: 10.0 * seconds,
+                        errors: seconds / 60.0,
                     },
                     primary: RequestCounts {
-                        requests: 5400.0,
-                        errors: 5.0,
+                        requests: 90.0 * seconds,
+                        errors: 5.0 * seconds / 60.0,
                     },
                 }),
             }]

@@ -15,17 +15,25 @@ use sluice::controller::observer::Observer;
 use sluice::controller::reconcile::{Context, load_canary, reconcile};
 use sluice::hooks::Hooks;
 use sluice::metrics::BoxFuture;
+use sluice::rollout::MetricsWindow;
 
 const T0: i64 = 1_800_000_000;
 
-/// Healthy or failing counts, whatever the time; counts how often it was asked.
+/// Healthy or failing running totals (`canary_errors` a minute); counts how often it was asked.
 struct Scripted {
     canary_errors: u64,
     asked: Mutex<u32>,
 }
 
 impl Observer for Scripted {
-    fn observe<'a>(&'a self, _: &'a Canary, _: i64) -> BoxFuture<'a, Vec<Observation>> {
+    fn observe<'a>(
+        &'a self,
+        _: &'a Canary,
+        _: i64,
+        window: MetricsWindow,
+    ) -> BoxFuture<'a, Vec<Observation>> {
+        // Running totals at 10 canary and 90 primary requests a second.
+        let seconds = window.comparison_seconds as f64;
         *self.asked.lock().unwrap() += 1;
         let errors = self.canary_errors;
         Box::pin(async move {
@@ -33,12 +41,12 @@ impl Observer for Scripted {
                 metric: "errors".into(),
                 result: Ok(Observed::Counts {
                     canary: RequestCounts {
-                        requests: 600.0,
-                        errors: errors as f64,
+                        requests: 10.0 * seconds,
+                        errors: errors as f64 * seconds / 60.0,
                     },
                     primary: RequestCounts {
-                        requests: 5400.0,
-                        errors: 54.0,
+                        requests: 90.0 * seconds,
+                        errors: 0.9 * seconds,
                     },
                 }),
             }]
@@ -252,7 +260,8 @@ fn a_full_release_and_a_rollback() {
         release.routes,
         [(90, 10), (80, 20), (70, 30), (60, 40), (50, 50), (100, 0)]
     );
-    assert_eq!(*healthy.asked.lock().unwrap(), 5);
+    // Five one-minute steps, the comparisons looked at every 15 s: 20 looks.
+    assert_eq!(*healthy.asked.lock().unwrap(), 20);
     let cluster = MemoryCluster::persisted(file.clone()).unwrap();
     let primary = block(cluster.get(&ObjectRef::new(
         "apps/v1",

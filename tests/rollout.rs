@@ -12,7 +12,12 @@ use sluice::rollout::{
 
 const T0: i64 = 1_800_000_000;
 
+/// A Canary whose comparisons look once per interval: the tables below count steps.
 fn canary(analysis_extra: &str) -> Canary {
+    canary_checking("1m", analysis_extra)
+}
+
+fn canary_checking(check: &str, analysis_extra: &str) -> Canary {
     let yaml = format!(
         r#"
 apiVersion: sluice.dev/v1alpha1
@@ -24,6 +29,7 @@ spec:
   progressDeadlineSeconds: 300
   analysis:
     interval: 1m
+    checkInterval: {check}
     threshold: 2
 {analysis_extra}
     metrics:
@@ -78,6 +84,48 @@ fn counts(nc: u64, ec: u64, np: u64, ep: u64) -> Vec<Observation> {
             },
         }),
     }]
+}
+
+/// Adds one look's counts to the running totals the machine is given (it counts what is new
+/// since its last look); no data passes as it is.
+fn add(totals: &mut Vec<Observation>, look: Vec<Observation>) -> Vec<Observation> {
+    look.into_iter()
+        .map(|o| {
+            let Ok(Observed::Counts { canary, primary }) = o.result else {
+                return o;
+            };
+            let sum = |a: RequestCounts, b: RequestCounts| RequestCounts {
+                requests: a.requests + b.requests,
+                errors: a.errors + b.errors,
+            };
+            let total = match totals.iter_mut().find(|t| t.metric == o.metric) {
+                Some(t) => t,
+                None => {
+                    let zero = RequestCounts {
+                        requests: 0.0,
+                        errors: 0.0,
+                    };
+                    totals.push(Observation {
+                        metric: o.metric.clone(),
+                        result: Ok(Observed::Counts {
+                            canary: zero,
+                            primary: zero,
+                        }),
+                    });
+                    totals.last_mut().unwrap()
+                }
+            };
+            if let Ok(Observed::Counts {
+                canary: c,
+                primary: p,
+            }) = &mut total.result
+            {
+                *c = sum(*c, canary);
+                *p = sum(*p, primary);
+            }
+            total.clone()
+        })
+        .collect()
 }
 
 fn no_data() -> Vec<Observation> {
@@ -138,6 +186,7 @@ fn drive(
     let mut trail = Vec::new();
     let mut decisions = Vec::new();
     let mut analyses = 0;
+    let mut totals = Vec::new();
     for _ in 0..max_steps {
         let mut inputs = Inputs {
             hooks: hooks.clone(),
@@ -148,10 +197,13 @@ fn drive(
                 Step::Done(d) => break *d,
                 Step::Need(Needs { metrics, .. }) => {
                     assert!(
-                        metrics && inputs.observations.is_none(),
+                        metrics.is_some() && inputs.observations.is_none(),
                         "asked for what it had"
                     );
-                    inputs.observations = Some(observe(analyses));
+                    if status.evidence.metrics.is_empty() {
+                        totals.clear();
+                    }
+                    inputs.observations = Some(add(&mut totals, observe(analyses)));
                     analyses += 1;
                 }
             }
@@ -289,6 +341,30 @@ fn a_failing_canary_is_rolled_back_at_once() {
 }
 
 #[test]
+fn checks_between_steps_roll_back_early_and_steps_stay_once_per_interval() {
+    // Every 15 s the comparisons look; traffic steps once a minute.
+    let c = canary_checking("15s", "    stepWeight: 10\n    maxWeight: 50");
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let quarter = |n: usize| {
+        if n < 8 {
+            counts(150, 1, 1350, 13)
+        } else {
+            counts(150, 15, 1350, 2)
+        }
+    };
+    let d = drive(&c, status, &mut w, &quarter, &BTreeMap::new(), 40);
+    // Two healthy minutes (four looks each) step 10 → 30; the regression is caught at a check
+    // of the third minute, before its step.
+    assert_eq!(d.trail.last(), Some(&(Phase::Failed, 0)));
+    assert_eq!(d.trail.iter().map(|(_, w)| *w).max(), Some(30));
+    assert_eq!(d.status.evidence.analysed_intervals, 2);
+    let rolled_at = d.now - T0;
+    assert!(rolled_at > 120 && rolled_at < 180, "{rolled_at}");
+    assert!(d.status.last_check_time.is_some());
+}
+
+#[test]
 fn a_regression_that_appears_later_is_rolled_back_where_it_appears() {
     let c = canary_strategy();
     let status = initialized(&c);
@@ -400,7 +476,7 @@ fn gates_hold_the_release() {
     assert_eq!(
         need,
         Step::Need(Needs {
-            metrics: false,
+            metrics: None,
             hooks: vec![HookType::ConfirmRollout]
         })
     );

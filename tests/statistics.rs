@@ -3,9 +3,10 @@
 //! Calibration: thousands of healthy releases (canary as good as the primary) must be rolled
 //! back at most at the promised rate α; the claim is checked with the 95% Clopper–Pearson upper
 //! bound, so it fails when the true rate is likely above α, not only when one run is unlucky.
-//! Every release is looked at for 20 intervals (more looks than a real schedule) and traffic,
-//! canary share and error rates change between intervals, which is where a fixed-sample test
-//! repeated at every look breaks.
+//! Every release runs 20 intervals (more than a real schedule) and is looked at every check,
+//! four times an interval (a 15-s checkInterval in 1-m intervals): 80 looks. Traffic, canary
+//! share and error rates change between intervals, which is where a fixed-sample test repeated
+//! at every look breaks.
 //! Power: simulated regressions must be caught, in time.
 
 use rand::rngs::StdRng;
@@ -13,11 +14,13 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Binomial, Distribution, Poisson};
 use statrs::distribution::{ContinuousCDF, LogNormal};
 
-use sluice::analysis::{Observation, Observed, RequestCounts, Verdict, binomial, judge};
+use sluice::analysis::{Look, Observation, Observed, RequestCounts, Verdict, binomial, judge_look};
 use sluice::api::{Analysis, Evidence};
 
 const RUNS: u64 = 2000;
 const LOOKS: u32 = 20;
+/// Checks per interval: a 15-s checkInterval in 1-m intervals.
+const CHECKS: u32 = 4;
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -117,9 +120,9 @@ fn observe(
     }
 }
 
-/// Runs one release for `looks` intervals; `world(interval, weight)` gives both arms. Returns
-/// the interval of the first rollback. The weight steps up Flagger's way on every interval
-/// that is not held, and stays at the maximum.
+/// Runs one release for `looks` intervals of `CHECKS` checks; `world(interval, weight)` gives
+/// both arms per interval. Returns the interval of the first rollback, at a check or a step.
+/// The weight steps up Flagger's way on every step that is not held, and stays at the maximum.
 fn release(
     rng: &mut StdRng,
     analysis: &Analysis,
@@ -131,16 +134,25 @@ fn release(
     let mut step = 0;
     for interval in 1..=looks {
         let weight = weights[step.min(weights.len() - 1)] / 100.0;
-        let (canary, primary) = world(rng, interval, weight);
-        let judgement = judge(
-            analysis,
-            &mut evidence,
-            &[observe(rng, analysis, canary, primary)],
-        );
-        match judgement.verdict {
-            Verdict::Rollback { .. } => return Some(interval),
-            Verdict::Continue | Verdict::Ready => step += 1,
-            _ => {}
+        let (mut canary, mut primary) = world(rng, interval, weight);
+        canary.requests /= f64::from(CHECKS);
+        primary.requests /= f64::from(CHECKS);
+        for check in 1..=CHECKS {
+            let look = Look {
+                seconds: 60 / u64::from(CHECKS),
+                step: check == CHECKS,
+            };
+            let judgement = judge_look(
+                analysis,
+                &mut evidence,
+                &[observe(rng, analysis, canary, primary)],
+                look,
+            );
+            match judgement.verdict {
+                Verdict::Rollback { .. } => return Some(interval),
+                Verdict::Continue | Verdict::Ready if look.step => step += 1,
+                _ => {}
+            }
         }
     }
     None

@@ -1,5 +1,5 @@
-//! `sluice analyse`: replays a Canary's analysis over a past window, interval by interval, as
-//! the controller would have run it.
+//! `sluice analyse`: replays a Canary's analysis over a past window, check by check and
+//! interval by interval, as the controller would have run it.
 
 pub mod report;
 
@@ -9,7 +9,7 @@ use crate::analysis::{Judgement, Observation, Verdict};
 use crate::api::{Canary, CanaryStatus, Evidence, HookType, Phase};
 use crate::metrics::QueryError;
 use crate::metrics::collect::Collector;
-use crate::rollout::{self, HookOutcome, Inputs, Workload, World};
+use crate::rollout::{self, HookOutcome, Inputs, MetricsWindow, Needs, Workload, World};
 
 /// How the release ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -44,7 +44,7 @@ pub struct Replay {
 
 /// Replays the release over `[start, end]` with the real state machine: both Deployments ready,
 /// a new revision released at `start`, gates open and webhooks passing (a replay calls no hooks),
-/// and the metrics of each interval read from Prometheus. `progress(step, of, end_time)` is
+/// and the metrics of each check read from Prometheus. `progress(interval, of, time)` is
 /// called before each interval's queries. Stops at the first error that is not "no data" (an
 /// outage or a broken template), returning it.
 pub async fn replay(
@@ -84,16 +84,26 @@ pub async fn replay(
     let mut steps = Vec::new();
     let mut now = start;
     let mut judged = 0u32;
+    let mut announced = 0u32;
     let mut still = 0;
     while now <= end && still < 8 {
         let mut inputs = open.clone();
         let decision = loop {
             match rollout::step(spec, &status, &world, &inputs, now) {
                 rollout::Step::Done(decision) => break *decision,
-                rollout::Step::Need(needs) if needs.metrics && inputs.observations.is_none() => {
-                    judged += 1;
-                    progress(judged, planned, now);
-                    inputs.observations = Some(observe(collector, now).await?);
+                rollout::Step::Need(Needs {
+                    metrics: Some(window),
+                    ..
+                }) if inputs.observations.is_none() => {
+                    // Once per interval, at its first look.
+                    if announced <= judged {
+                        announced = judged + 1;
+                        progress(announced, planned, now);
+                    }
+                    if window.guardrails {
+                        judged += 1;
+                    }
+                    inputs.observations = Some(observe(collector, now, window).await?);
                 }
                 rollout::Step::Need(needs) => {
                     // Every hook is answered up front: only metrics can be missing.
@@ -109,9 +119,13 @@ pub async fn replay(
                 }
             }
         };
-        if let Some(judgement) = decision.judgement.clone() {
+        // Steps, and a rollback at a check between them (counted in the interval it ends).
+        let shown = |j: &Judgement| j.step || matches!(j.verdict, Verdict::Rollback { .. });
+        let between = decision.judgement.as_ref().is_some_and(|j| !j.step);
+        let interval_index = if between { judged + 1 } else { judged };
+        if let Some(judgement) = decision.judgement.clone().filter(shown) {
             steps.push(Step {
-                index: judged,
+                index: interval_index,
                 end: now,
                 weight: status.canary_weight,
                 judgement,
@@ -119,7 +133,7 @@ pub async fn replay(
         }
         let moved = !decision.actions.is_empty();
         status = decision.status;
-        let reached = Some(judged);
+        let reached = Some(interval_index);
         let reason = status.message.clone().unwrap_or_default();
         match status.phase {
             Some(Phase::Promoting | Phase::Finalising | Phase::Succeeded) => {
@@ -194,9 +208,13 @@ const ALL_HOOKS: [HookType; 8] = [
 
 /// One interval's observations. No data is recorded as such (it holds the release); any other
 /// error stops the replay.
-async fn observe(collector: &Collector, at: i64) -> Result<Vec<Observation>, QueryError> {
+async fn observe(
+    collector: &Collector,
+    at: i64,
+    window: MetricsWindow,
+) -> Result<Vec<Observation>, QueryError> {
     let mut observations = Vec::new();
-    for (metric, result) in collector.observe(at).await {
+    for (metric, result) in collector.observe(at, Some(window)).await {
         let result = match result {
             Ok(observed) => Ok(observed),
             Err(e) if e.is_no_data() => Err(e.to_string()),

@@ -2,6 +2,7 @@
 //! threshold checks. Pure: no I/O, no clock; the caller passes what was observed.
 
 pub mod binomial;
+pub mod cumulative;
 pub mod latency;
 pub mod rate;
 pub mod sequential;
@@ -93,18 +94,52 @@ pub struct MetricOutcome {
 pub struct Judgement {
     pub verdict: Verdict,
     pub outcomes: Vec<MetricOutcome>,
+    /// An analysis step (every metric, once per interval), not a check between steps.
+    pub step: bool,
 }
 
-/// Judges one interval: updates `evidence` with `observations` and says what to do.
+/// One look at the evidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Look {
+    /// Seconds of traffic the observations cover.
+    pub seconds: u64,
+    /// An analysis step: guardrails too, and a verdict that may step the schedule. Between
+    /// steps, a check looks at the comparisons only, and only a rollback acts on it.
+    pub step: bool,
+}
+
+/// Judges one interval as an analysis step: updates `evidence` with `observations` (each
+/// covering one `interval`) and says what to do.
 pub fn judge(
     analysis: &Analysis,
     evidence: &mut Evidence,
     observations: &[Observation],
 ) -> Judgement {
-    evidence.analysed_intervals += 1;
+    let look = Look {
+        seconds: analysis.interval.as_secs().max(1),
+        step: true,
+    };
+    judge_look(analysis, evidence, observations, look)
+}
+
+/// Judges one look: a step, or a check of the comparisons between steps. The comparisons count
+/// each request once whatever the number of looks, and stay valid however many there are
+/// (anytime-valid tests).
+pub fn judge_look(
+    analysis: &Analysis,
+    evidence: &mut Evidence,
+    observations: &[Observation],
+    look: Look,
+) -> Judgement {
+    if look.step {
+        evidence.analysed_intervals += 1;
+    }
     let mut outcomes = Vec::with_capacity(analysis.metrics.len());
     let mut failed_guardrail = None;
     for metric in &analysis.metrics {
+        if !look.step && metric.comparison.is_none() {
+            continue;
+        }
         let state = evidence_for(evidence, metric, analysis);
         let observation = observations
             .iter()
@@ -120,7 +155,7 @@ pub fn judge(
                 waiting: None,
                 suspect: false,
             },
-            Ok(observed) => judge_metric(analysis, metric, state, observed),
+            Ok(observed) => judge_metric(analysis, metric, state, observed, look),
         };
         if outcome.outcome == Outcome::Fail && state.kind == EvidenceKind::Guardrail {
             failed_guardrail = Some(metric.name.clone());
@@ -132,7 +167,11 @@ pub fn judge(
         evidence.failed_checks += 1;
     }
     let verdict = verdict(analysis, evidence, &outcomes, failed_guardrail);
-    Judgement { verdict, outcomes }
+    Judgement {
+        verdict,
+        outcomes,
+        step: look.step,
+    }
 }
 
 fn verdict(
@@ -230,6 +269,7 @@ fn evidence_for<'a>(
                 last_value: None,
                 failed_checks: 0,
                 last_outcome: None,
+                counted: None,
             });
             evidence.metrics.len() - 1
         }
@@ -242,6 +282,7 @@ fn judge_metric(
     metric: &MetricCheck,
     state: &mut MetricEvidence,
     observed: Observed,
+    look: Look,
 ) -> MetricOutcome {
     let name = metric.name.clone();
     let outcome = |outcome, ready, message: String| MetricOutcome {
@@ -280,7 +321,8 @@ fn judge_metric(
                 events: round(primary.errors),
             };
             let margins = Margins::of(metric, ComparisonKind::ErrorRate);
-            compare(analysis, margins, state, canary, primary, "errors", outcome)
+            let arms = Arms { canary, primary };
+            compare(analysis, margins, state, arms, look, "errors", outcome)
         }
         (EvidenceKind::Latency, Observed::Histograms { canary, primary }) => {
             let quantile = metric
@@ -327,12 +369,13 @@ fn judge_metric(
             match counts {
                 Ok((canary, primary)) => {
                     let margins = Margins::of(metric, ComparisonKind::Latency);
+                    let arms = Arms { canary, primary };
                     compare(
                         analysis,
                         margins,
                         state,
-                        canary,
-                        primary,
+                        arms,
+                        look,
                         "slow requests",
                         outcome,
                     )
@@ -377,17 +420,24 @@ impl Margins {
 /// release with probability at most 1/6.3 (Ville), in practice far less often.
 const HOLD_SHARE: f64 = 0.4;
 
-/// The first counted interval of a comparison (the canary's warm-up: cold caches, JIT) weighs
-/// a quarter: enough for a release that fails outright to be rolled back at once, not enough for a
-/// short blip to do it alone.
+/// The first counted `interval` of a comparison (the canary's warm-up: cold caches, JIT) weighs
+/// a quarter, at every check within it: enough for a release that fails outright to be rolled
+/// back within the interval, not enough for a short blip to do it alone.
 const WARMUP_WEIGHT: f64 = 0.25;
+
+/// One look's counts per arm.
+#[derive(Clone, Copy, Debug)]
+struct Arms {
+    canary: Counts,
+    primary: Counts,
+}
 
 fn compare(
     analysis: &Analysis,
     margins: Margins,
     state: &mut MetricEvidence,
-    canary: Counts,
-    primary: Counts,
+    Arms { canary, primary }: Arms,
+    look: Look,
     what: &str,
     outcome: impl Fn(Outcome, bool, String) -> MetricOutcome,
 ) -> MetricOutcome {
@@ -406,16 +456,20 @@ fn compare(
     let Some(test) = state.sequential.as_mut() else {
         return outcome(Outcome::NoData, false, "internal: no test state".into());
     };
-    let weight = if test.canary.requests == 0 {
+    let weight = if test.counted_seconds < analysis.interval.as_secs() {
         WARMUP_WEIGHT
     } else {
         1.0
     };
-    let before = test.log_e_value;
+    test.counted_seconds += look.seconds;
     sequential::update(test, canary, primary, analysis.alpha, weight);
     let summary = describe(test, analysis.alpha, what);
     if test.rejected {
         return outcome(Outcome::Fail, false, summary);
+    }
+    let before = test.step_log_e_value;
+    if look.step {
+        test.step_log_e_value = test.log_e_value;
     }
     // One bad interval, or that much evidence in all: hold the canary rather than send it more
     // traffic while the next intervals decide. Holding changes nothing in the test, only what

@@ -141,12 +141,19 @@ pub struct GatewayRef {
     validation = Rule::new("!has(self.minSamplePerArm) || self.minSamplePerArm <= 1000000000")
         .message("minSamplePerArm must be at most 1000000000, or no release would ever promote"),
     validation = Rule::new("!has(self.interval) || (duration(self.interval) >= duration('1s') && duration(self.interval) <= duration('24h') && duration(self.interval).getMilliseconds() % 1000 == 0)")
-        .message("interval must be whole seconds from 1s to 24h")
+        .message("interval must be whole seconds from 1s to 24h"),
+    validation = Rule::new("!has(self.checkInterval) || (duration(self.checkInterval) >= duration('1s') && duration(self.checkInterval) <= duration('24h') && duration(self.checkInterval).getMilliseconds() % 1000 == 0)")
+        .message("checkInterval must be whole seconds from 1s to 24h; e.g. 15s")
 )]
 pub struct Analysis {
-    /// Time between two analysis steps; also each comparison's query window.
+    /// Time between two analysis steps: traffic steps and guardrails (thresholdRange) are
+    /// judged once per interval, as in Flagger.
     #[serde(default = "default_interval")]
     pub interval: GoDuration,
+    /// Time between two looks of the comparisons: a rollback can come at any check, traffic
+    /// only steps once per `interval`. Default 15s, or `interval` when that is shorter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_interval: Option<GoDuration>,
     /// Failed guardrail checks (thresholdRange) before a rollback, as in Flagger.
     #[serde(default = "default_threshold")]
     pub threshold: u32,
@@ -187,6 +194,19 @@ pub struct Analysis {
     #[serde(default = "default_min_sample")]
     pub min_sample_per_arm: u64,
 }
+
+impl Analysis {
+    /// Seconds between two looks of the comparisons: `checkInterval`, at most `interval`.
+    pub fn check_seconds(&self) -> u64 {
+        let interval = self.interval.as_secs().max(1);
+        self.check_interval
+            .map_or(DEFAULT_CHECK_SECONDS, |c| c.as_secs())
+            .clamp(1, interval)
+    }
+}
+
+/// A look per scrape at Prometheus' usual 15-s scrape interval.
+pub const DEFAULT_CHECK_SECONDS: u64 = 15;
 
 pub(crate) fn default_interval() -> GoDuration {
     GoDuration::from_secs(60)

@@ -37,6 +37,10 @@ pub struct CanaryStatus {
     /// When the analysis last judged an interval; RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_analysis_time: Option<String>,
+    /// When the comparisons last looked at the evidence (every `analysis.checkInterval`);
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_time: Option<String>,
     /// Manual actions already carried out: annotation name to the value that was handled.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub handled_actions: BTreeMap<String, String>,
@@ -83,6 +87,10 @@ pub struct Evidence {
     pub failed_checks: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricEvidence>,
+    /// The start of the comparisons' counting window (the canary's first traffic), RFC 3339:
+    /// each check queries the counts since then and counts what is new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counting_since: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -112,6 +120,17 @@ pub struct MetricEvidence {
     /// What the last interval showed, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_outcome: Option<String>,
+    /// Comparisons: the counts since `countingSince` already taken into account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted: Option<Counted>,
+}
+
+/// Running totals per arm as the last check read them: `[requests, errors]` of an error-rate
+/// comparison, or a latency comparison's cumulative bucket counts in `le` order, `+Inf` last.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct Counted {
+    pub canary: Vec<f64>,
+    pub primary: Vec<f64>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -150,6 +169,12 @@ pub struct SequentialState {
     /// Set once the e-value has crossed 1/alpha; it stays set for the release.
     #[serde(default)]
     pub rejected: bool,
+    /// Seconds of traffic counted so far (the warm-up is the first `interval` of them).
+    #[serde(default)]
+    pub counted_seconds: u64,
+    /// `logEValue` at the last analysis step, from which a step's rise is measured.
+    #[serde(default)]
+    pub step_log_e_value: f64,
 }
 
 /// A cumulative histogram bucket: requests at or below `le`.

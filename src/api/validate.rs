@@ -122,6 +122,9 @@ pub fn validate_canary(canary: &Canary) -> Result<(), ValidationErrors> {
         );
     }
     validate_interval(analysis.interval, &format!("{a}.interval"), &mut problems);
+    if let Some(check) = analysis.check_interval {
+        validate_interval(check, &format!("{a}.checkInterval"), &mut problems);
+    }
     if analysis.threshold == 0 {
         problems.add(
             format!("{a}.threshold"),
@@ -339,12 +342,13 @@ mod tests {
     #[test]
     fn every_problem_is_reported_with_its_field() {
         let c = canary(
-            "    alpha: 2\n    stepWeight: 10\n    maxWeight: 150\n    metrics:\n      - name: errors\n        comparison: {type: errorRate}\n      - name: errors\n        templateRef: {name: x}\n        thresholdRange: {min: 5, max: 1}\n      - name: lat\n        interval: 5m\n        templateRef: {name: y}\n        comparison: {type: latency, quantile: 1.5}\n",
+            "    alpha: 2\n    checkInterval: 500ms\n    stepWeight: 10\n    maxWeight: 150\n    metrics:\n      - name: errors\n        comparison: {type: errorRate}\n      - name: errors\n        templateRef: {name: x}\n        thresholdRange: {min: 5, max: 1}\n      - name: lat\n        interval: 5m\n        templateRef: {name: y}\n        comparison: {type: latency, quantile: 1.5}\n",
         );
         assert_eq!(
             fields(validate_canary(&c)),
             [
                 "spec.analysis.alpha",
+                "spec.analysis.checkInterval",
                 "spec.analysis.maxWeight",
                 "spec.analysis.metrics[0].templateRef",
                 "spec.analysis.metrics[0].comparison.requestsTemplateRef",

@@ -53,6 +53,12 @@ pub trait Policy {
     fn decision_every(&self) -> i64 {
         60
     }
+    /// The window each decision reads at `t`: the last minute (or the last decision, when
+    /// decisions are further apart).
+    fn window(&self, t: i64) -> i64 {
+        let _ = t;
+        self.decision_every().max(60)
+    }
     /// Decides at `t` seconds from the start; `truth` covers the scrapes since the last decision.
     fn decide(&mut self, t: i64, window: &Window, truth: &[Truth]) -> Step;
 }
@@ -189,6 +195,16 @@ impl Policy for Sluice {
     fn start(&mut self) -> u32 {
         self.settle(0, None);
         self.status.canary_weight
+    }
+
+    /// A look every `checkInterval`.
+    fn decision_every(&self) -> i64 {
+        self.canary.spec.analysis.check_seconds() as i64
+    }
+
+    /// Running totals since the canary's first traffic, as the controller queries them.
+    fn window(&self, t: i64) -> i64 {
+        t
     }
 
     fn decide(&mut self, t: i64, window: &Window, _: &[Truth]) -> Step {

@@ -256,9 +256,10 @@ pub fn run(scenario: &Scenario, policy: &mut dyn Policy, seed: u64) -> RunResult
         if t % every != 0 {
             continue;
         }
+        let window = policy.window(t);
         let read = Window {
-            canary: read(&scraped[0], t, every.max(60), &bounds),
-            primary: read(&scraped[1], t, every.max(60), &bounds),
+            canary: read(&scraped[0], t, window, &bounds),
+            primary: read(&scraped[1], t, window, &bounds),
         };
         match policy.decide(t, &read, &truth) {
             Step::Weight(w) => weight = w,

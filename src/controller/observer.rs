@@ -15,11 +15,18 @@ use crate::cluster::{Cluster, ObjectRef};
 use crate::metrics::collect::Collector;
 use crate::metrics::prometheus::{Credentials, PrometheusProvider};
 use crate::metrics::{BoxFuture, Provider};
+use crate::rollout::MetricsWindow;
 
 /// Where the rollout's observations come from.
 pub trait Observer: Send + Sync {
-    /// Every metric of the Canary over the interval ending at `at` (Unix seconds).
-    fn observe<'a>(&'a self, canary: &'a Canary, at: i64) -> BoxFuture<'a, Vec<Observation>>;
+    /// The Canary's metrics at `at` (Unix seconds) as `window` asks: the comparisons' running
+    /// totals, and the guardrails over their interval when it is an analysis step.
+    fn observe<'a>(
+        &'a self,
+        canary: &'a Canary,
+        at: i64,
+        window: MetricsWindow,
+    ) -> BoxFuture<'a, Vec<Observation>>;
 }
 
 pub struct PrometheusObserver {
@@ -106,7 +113,12 @@ impl PrometheusObserver {
         }
     }
 
-    async fn collect(&self, canary: &Canary, at: i64) -> Result<Vec<Observation>, String> {
+    async fn collect(
+        &self,
+        canary: &Canary,
+        at: i64,
+        window: MetricsWindow,
+    ) -> Result<Vec<Observation>, String> {
         let templates = self.templates(canary).await?;
         let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
         for template in &templates {
@@ -133,7 +145,7 @@ impl PrometheusObserver {
         })
         .map_err(|e| e.to_string())?;
         Ok(collector
-            .observe(at)
+            .observe(at, Some(window))
             .await
             .into_iter()
             .map(|(metric, result)| Observation {
@@ -145,15 +157,21 @@ impl PrometheusObserver {
 }
 
 impl Observer for PrometheusObserver {
-    fn observe<'a>(&'a self, canary: &'a Canary, at: i64) -> BoxFuture<'a, Vec<Observation>> {
+    fn observe<'a>(
+        &'a self,
+        canary: &'a Canary,
+        at: i64,
+        window: MetricsWindow,
+    ) -> BoxFuture<'a, Vec<Observation>> {
         Box::pin(async move {
-            match self.collect(canary, at).await {
+            match self.collect(canary, at, window).await {
                 Ok(observations) => observations,
                 Err(reason) => canary
                     .spec
                     .analysis
                     .metrics
                     .iter()
+                    .filter(|m| window.guardrails || m.comparison.is_some())
                     .map(|m| Observation {
                         metric: m.name.clone(),
                         result: Err(reason.clone()),

@@ -69,8 +69,10 @@ pub async fn reconcile(
                 break;
             }
             Step::Need(needs) => {
-                if needs.metrics && inputs.observations.is_none() {
-                    inputs.observations = Some(ctx.observer.observe(canary, now).await);
+                if let Some(window) = needs.metrics
+                    && inputs.observations.is_none()
+                {
+                    inputs.observations = Some(ctx.observer.observe(canary, now, window).await);
                 }
                 for kind in needs.hooks {
                     if let std::collections::btree_map::Entry::Vacant(slot) =

@@ -8,7 +8,9 @@ use super::template::{Arm, RenderContext, RenderError, render};
 use super::{Provider, QueryError, buckets, single_value};
 use crate::analysis::validate;
 use crate::analysis::{Observed, RequestCounts};
+use crate::api::duration::GoDuration;
 use crate::api::{Canary, ComparisonKind, MetricTemplate, ProviderSpec, TemplateRef};
+use crate::rollout::MetricsWindow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -41,6 +43,8 @@ pub enum CollectError {
 struct Plan {
     metric: String,
     kind: PlanKind,
+    /// What the templates may refer to; `interval` is the metric's own window.
+    ctx: RenderContext,
 }
 
 enum PlanKind {
@@ -52,11 +56,39 @@ enum PlanKind {
     Latency([Query; 2]),
 }
 
-/// A rendered query and the provider that runs it. Queries are rendered once: nothing in them
-/// changes between intervals, the evaluation time is a parameter.
+/// A query, rendered over the metric's interval, and the provider that runs it. Guardrails run
+/// it as it is (the evaluation time is a parameter); comparisons render it again over each
+/// look's window.
 struct Query {
     text: String,
+    template: String,
+    source: String,
+    arm: Arm,
     provider: Arc<dyn Provider>,
+}
+
+impl Query {
+    /// The query over `window` when one is given.
+    fn over(&self, ctx: &RenderContext, window: Option<u64>) -> Result<Query, QueryError> {
+        let text = match window {
+            None => self.text.clone(),
+            Some(seconds) => {
+                let ctx = RenderContext {
+                    interval: GoDuration::from_secs(seconds.max(1)),
+                    ..ctx.clone()
+                };
+                render(&self.template, &self.source, &ctx, self.arm)
+                    .map_err(|e| QueryError::Render(Box::new(e)))?
+            }
+        };
+        Ok(Query {
+            text,
+            template: self.template.clone(),
+            source: self.source.clone(),
+            arm: self.arm,
+            provider: self.provider.clone(),
+        })
+    }
 }
 
 /// The identity of a provider: the same template namespace (where its Secret is read) and the
@@ -164,7 +196,13 @@ impl Collector {
                             provider
                         }
                     };
-                    Ok::<_, CollectError>(Query { text, provider })
+                    Ok::<_, CollectError>(Query {
+                        text,
+                        template: template_name,
+                        source: template.spec.query.clone(),
+                        arm,
+                        provider,
+                    })
                 };
             let reference = metric.template_ref.as_ref();
             let kind = match metric.comparison.as_ref() {
@@ -191,6 +229,7 @@ impl Collector {
             plans.push(Plan {
                 metric: metric.name.clone(),
                 kind,
+                ctx,
             });
         }
         Ok(Self { plans })
@@ -208,26 +247,46 @@ impl Collector {
             .collect()
     }
 
-    /// Observes every metric at `at` (Unix seconds). Each metric gets its own result, so the
-    /// caller decides which errors stop it and which only hold the release.
+    /// Observes the metrics at `at` (Unix seconds), each over its interval; or, with a
+    /// `window`, the comparisons' running totals over its `comparison_seconds`, and the
+    /// guardrails only when it asks for them. Each metric gets its own result, so the caller
+    /// decides which errors stop it and which only hold the release.
     ///
     /// Every observation passes `analysis::validate` here, the one place observations are
     /// assembled: an impossible one becomes `QueryError::Impossible` (no data, with its queries).
-    /// A provider found unreachable is not asked again in the same interval: the remaining
+    /// A provider found unreachable is not asked again in the same look: the remaining
     /// queries to it are `Skipped` with the first error, so an outage costs one timeout per
     /// provider, not one per query.
-    pub async fn observe(&self, at: i64) -> Vec<(String, Result<Observed, QueryError>)> {
+    pub async fn observe(
+        &self,
+        at: i64,
+        window: Option<MetricsWindow>,
+    ) -> Vec<(String, Result<Observed, QueryError>)> {
         let mut out = Vec::with_capacity(self.plans.len());
         let mut down = Down::default();
+        let seconds = window.map(|w| w.comparison_seconds);
         for plan in &self.plans {
+            let over = |q: &Query| q.over(&plan.ctx, seconds);
             let result = match &plan.kind {
+                PlanKind::Guardrail(_) if window.is_some_and(|w| !w.guardrails) => continue,
                 PlanKind::Guardrail(q) => scalar(q, at, &mut down).await.map(Observed::Value),
                 PlanKind::ErrorRate { errors, requests } => {
-                    error_counts(errors, requests, at, &mut down).await
+                    match (
+                        over(&errors[0]),
+                        over(&errors[1]),
+                        over(&requests[0]),
+                        over(&requests[1]),
+                    ) {
+                        (Ok(e0), Ok(e1), Ok(r0), Ok(r1)) => {
+                            error_counts(&[e0, e1], &[r0, r1], at, &mut down).await
+                        }
+                        (Err(e), ..) | (_, Err(e), ..) | (.., Err(e), _) | (.., Err(e)) => Err(e),
+                    }
                 }
-                PlanKind::Latency([canary, primary]) => {
-                    histograms(canary, primary, at, &mut down).await
-                }
+                PlanKind::Latency([canary, primary]) => match (over(canary), over(primary)) {
+                    (Ok(canary), Ok(primary)) => histograms(&canary, &primary, at, &mut down).await,
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                },
             };
             let result = result.and_then(|observed| {
                 validate::observation(&observed)

@@ -78,6 +78,9 @@ pub enum QueryError {
     /// interval's queries to it are not sent, so an outage costs one timeout, not one per query.
     #[error("not queried: {first}")]
     Skipped { first: Box<QueryError> },
+    /// A template that rendered when the Canary was loaded and not for this look's window.
+    #[error(transparent)]
+    Render(Box<template::RenderError>),
 }
 
 impl QueryError {

@@ -81,7 +81,7 @@ pub const BUILT_IN_VARIABLES: [&str; 7] = [
     "interval",
 ];
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RenderError {
     #[error(
         "template {template}: unknown variable {variable:?}; use one of {known} or variables.<key> with a key from the metric's templateVariables ({keys})"

@@ -276,6 +276,7 @@ impl Run<'_> {
         self.status.tracked_configs = self.world.tracked_configs.clone();
         self.status.last_step_time = Some(rfc3339(self.now));
         self.status.last_analysis_time = None;
+        self.status.last_check_time = None;
         self.set_condition("Unknown", "Progressing", "release started");
         self.actions.push(Action::SetRoutes(Routes::all_primary()));
         self.actions
@@ -361,6 +362,9 @@ impl Run<'_> {
         }
         self.set_phase(Phase::Progressing);
         self.status.last_analysis_time = Some(rfc3339(self.now));
+        self.status.last_check_time = Some(rfc3339(self.now));
+        self.status.evidence.counting_since = Some(rfc3339(self.now));
+        self.requeue = self.spec.analysis.check_seconds().min(self.requeue);
         self.status.last_step_time = Some(rfc3339(self.now));
         match self.spec.strategy() {
             Strategy::Canary => {
@@ -412,28 +416,71 @@ impl Run<'_> {
     }
 
     fn analyse(&mut self) {
-        let last = parse_time(&self.status.last_analysis_time).unwrap_or(self.now);
-        let interval = self.spec.analysis.interval.as_secs() as i64;
-        let due = last + interval;
-        // Every interval is judged once: its requests are counted once, whatever else waits.
+        let last_step = parse_time(&self.status.last_analysis_time).unwrap_or(self.now);
+        let last_look = parse_time(&self.status.last_check_time)
+            .unwrap_or(last_step)
+            .max(last_step);
+        let analysis = &self.spec.analysis;
+        let check = analysis.check_seconds() as i64;
+        let step_due = last_step + analysis.interval.as_secs().max(1) as i64;
+        let due = step_due.min(last_look + check);
+        // Every request is counted once, at the first look after it, whatever else waits.
         if self.now < due {
             self.requeue = (due - self.now) as u64;
             return;
         }
-        let rollout_hook = self.hook(HookType::Rollout);
-        let Some(observations) = self.inputs.observations.clone() else {
-            self.needs.metrics = true;
+        let step = self.now >= step_due;
+        // A status written before `countingSince` existed counts from its last step.
+        let since = self
+            .status
+            .evidence
+            .counting_since
+            .get_or_insert_with(|| rfc3339(last_step))
+            .clone();
+        let since = parse_time(&Some(since)).unwrap_or(last_step);
+        let rollout_hook = if step {
+            self.hook(HookType::Rollout)
+        } else {
+            Some(HookOutcome::Passed)
+        };
+        let Some(totals) = self.inputs.observations.clone() else {
+            self.needs.metrics = Some(MetricsWindow {
+                comparison_seconds: (self.now - since).max(1) as u64,
+                guardrails: step,
+            });
             return;
         };
         let Some(rollout_hook) = rollout_hook else {
             return;
         };
-        let judgement = analysis::judge(
+        let observations = analysis::cumulative::new_since_last(&self.status.evidence, &totals);
+        let look = analysis::Look {
+            seconds: (self.now - last_look).max(1) as u64,
+            step,
+        };
+        let judgement = analysis::judge_look(
             &self.spec.analysis,
             &mut self.status.evidence,
             &observations,
+            look,
         );
+        analysis::cumulative::record(&mut self.status.evidence, &totals, &judgement.outcomes);
         self.judgement = Some(judgement.clone());
+        self.status.last_check_time = Some(rfc3339(self.now));
+        // The next look: a check, or the next step if that comes first.
+        self.requeue = if step {
+            check as u64
+        } else {
+            check.min(step_due - self.now).max(1) as u64
+        };
+        if !step {
+            // Between steps only a rollback acts: the schedule, promotion, holds and guardrails
+            // keep their once-per-interval meaning.
+            if let Verdict::Rollback { metric, reason } = judgement.verdict {
+                self.rollback(&format!("{metric}: {reason}"));
+            }
+            return;
+        }
         self.status.last_analysis_time = Some(rfc3339(self.now));
         if let HookOutcome::Failed { hook, reason } = rollout_hook {
             self.failed_check(&format!("rollout hook {hook} failed: {reason}"));

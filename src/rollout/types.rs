@@ -54,7 +54,7 @@ pub enum HookOutcome {
 /// Results the I/O layer gathered because a previous call asked for them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Inputs {
-    /// This interval's observations, when `Needs::metrics` was asked.
+    /// The observations `Needs::metrics` asked for: running totals for the comparisons.
     pub observations: Option<Vec<Observation>>,
     /// The outcome of each gating or checking hook type that was asked.
     pub hooks: BTreeMap<HookType, HookOutcome>,
@@ -63,14 +63,25 @@ pub struct Inputs {
 /// What the rollout needs before it can decide.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Needs {
-    pub metrics: bool,
+    pub metrics: Option<MetricsWindow>,
     pub hooks: Vec<HookType>,
 }
 
 impl Needs {
     pub fn is_empty(&self) -> bool {
-        !self.metrics && self.hooks.is_empty()
+        self.metrics.is_none() && self.hooks.is_empty()
     }
+}
+
+/// What a look's observations cover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsWindow {
+    /// Comparisons report running totals over the last this many seconds: since the canary's
+    /// first traffic (`status.evidence.countingSince`).
+    pub comparison_seconds: u64,
+    /// Guardrails are observed too, each over its own interval (an analysis step; a check
+    /// between steps looks at the comparisons only).
+    pub guardrails: bool,
 }
 
 /// Traffic split between the arms. With `canary_match` the router sends the requests that match
@@ -133,7 +144,7 @@ pub struct Decision {
     pub status: CanaryStatus,
     /// Seconds until the next step is due.
     pub requeue_seconds: u64,
-    /// The analysis of this step's interval, when one was judged.
+    /// The look taken in this step (an analysis step or a check), when there was one.
     pub judgement: Option<crate::analysis::Judgement>,
 }
 

@@ -531,6 +531,11 @@ pub fn cel_cases() -> Vec<CelCase> {
             message: "interval must be whole seconds from 1s to 24h",
         },
         CelCase {
+            name: "checkInterval",
+            analysis: json!({"interval": "1m", "checkInterval": "500ms", "iterations": 3}),
+            message: "checkInterval must be whole seconds from 1s to 24h; e.g. 15s",
+        },
+        CelCase {
             name: "stepWeight",
             analysis: json!({"interval": "1m", "stepWeight": 0, "maxWeight": 50}),
             message: "stepWeight must be from 1 to 100",
