@@ -139,7 +139,7 @@ fn release(
         primary.requests /= f64::from(CHECKS);
         for check in 1..=CHECKS {
             let look = Look {
-                seconds: 60 / u64::from(CHECKS),
+                elapsed: u64::from((interval - 1) * CHECKS + check) * 60 / u64::from(CHECKS),
                 step: check == CHECKS,
             };
             let judgement = judge_look(

@@ -101,8 +101,9 @@ pub struct Judgement {
 /// One look at the evidence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Look {
-    /// Seconds of traffic the observations cover.
-    pub seconds: u64,
+    /// Seconds from the canary's first traffic to this look: the first `interval` of them is
+    /// its warm-up.
+    pub elapsed: u64,
     /// An analysis step: guardrails too, and a verdict that may step the schedule. Between
     /// steps, a check looks at the comparisons only, and only a rollback acts on it.
     pub step: bool,
@@ -115,8 +116,9 @@ pub fn judge(
     evidence: &mut Evidence,
     observations: &[Observation],
 ) -> Judgement {
+    let interval = analysis.interval.as_secs().max(1);
     let look = Look {
-        seconds: analysis.interval.as_secs().max(1),
+        elapsed: u64::from(evidence.analysed_intervals + 1) * interval,
         step: true,
     };
     judge_look(analysis, evidence, observations, look)
@@ -336,7 +338,10 @@ fn judge_metric(
                     &mut state.selection_requests,
                     &primary,
                 );
-                if state.selection_requests >= latency::SELECTION_REQUESTS {
+                // The canary's warm-up interval is never counted for latency (cold caches and
+                // JIT slow it most); the primary's requests of that interval choose the boundary.
+                let warm = look.elapsed >= analysis.interval.as_secs();
+                if warm && state.selection_requests >= latency::SELECTION_REQUESTS {
                     state.slow_above = latency::choose(
                         &state.selection_buckets,
                         state.selection_requests,
@@ -420,9 +425,9 @@ impl Margins {
 /// release with probability at most 1/6.3 (Ville), in practice far less often.
 const HOLD_SHARE: f64 = 0.4;
 
-/// The first counted `interval` of a comparison (the canary's warm-up: cold caches, JIT) weighs
-/// a quarter, at every check within it: enough for a release that fails outright to be rolled
-/// back within the interval, not enough for a short blip to do it alone.
+/// The checks of the canary's first `interval` of traffic (its warm-up: cold caches, JIT) weigh
+/// a quarter: enough for a release that fails outright to be rolled back within the interval,
+/// not enough for a short blip to do it alone.
 const WARMUP_WEIGHT: f64 = 0.25;
 
 /// One look's counts per arm.
@@ -456,12 +461,11 @@ fn compare(
     let Some(test) = state.sequential.as_mut() else {
         return outcome(Outcome::NoData, false, "internal: no test state".into());
     };
-    let weight = if test.counted_seconds < analysis.interval.as_secs() {
+    let weight = if look.elapsed <= analysis.interval.as_secs() {
         WARMUP_WEIGHT
     } else {
         1.0
     };
-    test.counted_seconds += look.seconds;
     sequential::update(test, canary, primary, analysis.alpha, weight);
     let summary = describe(test, analysis.alpha, what);
     if test.rejected {

@@ -39,7 +39,6 @@ pub fn new_state(null_ratio: f64) -> SequentialState {
         log_likelihood: vec![0.0; POINTS],
         log_e_value: 0.0,
         rejected: false,
-        counted_seconds: 0,
         step_log_e_value: 0.0,
     }
 }

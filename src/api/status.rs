@@ -169,9 +169,6 @@ pub struct SequentialState {
     /// Set once the e-value has crossed 1/alpha; it stays set for the release.
     #[serde(default)]
     pub rejected: bool,
-    /// Seconds of traffic counted so far (the warm-up is the first `interval` of them).
-    #[serde(default)]
-    pub counted_seconds: u64,
     /// `logEValue` at the last analysis step, from which a step's rise is measured.
     #[serde(default)]
     pub step_log_e_value: f64,

@@ -455,7 +455,7 @@ impl Run<'_> {
         };
         let observations = analysis::cumulative::new_since_last(&self.status.evidence, &totals);
         let look = analysis::Look {
-            seconds: (self.now - last_look).max(1) as u64,
+            elapsed: (self.now - since).max(1) as u64,
             step,
         };
         let judgement = analysis::judge_look(
