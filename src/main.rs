@@ -457,17 +457,7 @@ fn run_bench(args: BenchArgs) -> ExitCode {
     };
     let started = std::time::Instant::now();
     let cells = if args.quick {
-        // sluice gets more seeds: its claims are checked with confidence bounds.
-        let mut cells = bench::run(&scenarios, &["sluice"], 1000, args.threads);
-        let others: Vec<&str> = policies
-            .iter()
-            .copied()
-            .filter(|p| *p != "sluice")
-            .collect();
-        let mut rest = bench::run(&scenarios, &others, 300, args.threads);
-        cells.append(&mut rest);
-        bench::reorder(&mut cells, &scenarios);
-        cells
+        bench::quick(&scenarios, &policies, args.threads)
     } else {
         bench::run(&scenarios, &policies, args.seeds, args.threads)
     };

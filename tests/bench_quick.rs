@@ -1,6 +1,7 @@
 //! The verdict benchmark's quick mode, as CI runs it: sluice on every scenario with 1,000 seeds
 //! and the peers with 300, failing when sluice breaks its claims (a false-rollback upper bound
-//! above 1.5% on a healthy scenario, or detection below 99% on S3 or S4). The full mode is
+//! above 1.5% on a healthy scenario, detection below 99% on S3 or S4, or more than 3x the
+//! oracle's bad requests on S3 or S4). The full mode is
 //! `sluice bench --seeds 2000` (README).
 
 use sluice::bench::{self, report, scenario};
@@ -8,14 +9,11 @@ use sluice::bench::{self, report, scenario};
 #[test]
 fn sluice_keeps_its_claims_in_the_quick_benchmark() {
     let scenarios = scenario::all();
-    let mut cells = bench::run(&scenarios, &["sluice"], 1000, 2);
-    cells.extend(bench::run(
+    let cells = bench::quick(
         &scenarios,
-        &["flagger", "argo", "kayenta", "oracle"],
-        300,
+        &["sluice", "flagger", "argo", "kayenta", "oracle"],
         2,
-    ));
-    bench::reorder(&mut cells, &scenarios);
+    );
     let titles: Vec<(String, String)> = scenarios
         .iter()
         .map(|s| (s.id.to_string(), s.title.to_string()))
@@ -38,4 +36,15 @@ fn sluice_keeps_its_claims_in_the_quick_benchmark() {
         })
         .collect();
     assert!(!bench::check(&flagger_as_sluice).is_empty());
+    // And so does one that serves Flagger's harm (one look per interval and a threshold).
+    let slow_sluice: Vec<_> = cells
+        .iter()
+        .filter(|c| c.policy == "flagger" && (c.scenario == "S3" || c.scenario == "S4"))
+        .map(|c| bench::Cell {
+            policy: "sluice".into(),
+            detection_rate: Some(1.0),
+            ..c.clone()
+        })
+        .collect();
+    assert!(!bench::check(&slow_sluice).is_empty());
 }
