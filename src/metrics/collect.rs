@@ -413,3 +413,87 @@ async fn histograms(
         primary: primary_buckets,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::metrics::{BoxFuture, Sample};
+
+    /// Answers every query with one series of value 10 and records what it was asked.
+    struct Recording(Mutex<Vec<String>>);
+
+    impl Provider for Recording {
+        fn query<'a>(
+            &'a self,
+            query: &'a str,
+            _: i64,
+        ) -> BoxFuture<'a, Result<Vec<Sample>, QueryError>> {
+            if let Ok(mut asked) = self.0.lock() {
+                asked.push(query.to_string());
+            }
+            Box::pin(async {
+                Ok(vec![Sample {
+                    labels: BTreeMap::new(),
+                    value: 10.0,
+                }])
+            })
+        }
+
+        fn address(&self) -> &str {
+            "recording"
+        }
+    }
+
+    fn template(name: &str, query: &str) -> MetricTemplate {
+        serde_yaml_ng::from_str(&format!(
+            "{{apiVersion: sluice.dev/v1alpha1, kind: MetricTemplate, metadata: {{name: {name}, namespace: test}}, spec: {{provider: {{type: prometheus, address: 'http://127.0.0.1:9'}}, query: '{query}'}}}}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn comparisons_read_running_totals_and_checks_skip_guardrails() {
+        let canary: Canary = serde_yaml_ng::from_str(
+            "{apiVersion: sluice.dev/v1alpha1, kind: Canary, metadata: {name: app, namespace: test}, spec: {targetRef: {kind: Deployment, name: app}, analysis: {interval: 1m, stepWeight: 10, maxWeight: 50, metrics: [{name: errors, templateRef: {name: e}, comparison: {type: errorRate, requestsTemplateRef: {name: r}}}, {name: success, interval: 2m, templateRef: {name: s}, thresholdRange: {min: 99}}]}}}",
+        )
+        .unwrap();
+        let templates = [
+            template("e", "sum(increase(errors[{{ interval }}]))"),
+            template("r", "sum(increase(requests[{{ interval }}]))"),
+            template("s", "success[{{ interval }}]"),
+        ];
+        let recording = Arc::new(Recording(Mutex::new(Vec::new())));
+        let provider: Arc<dyn Provider> = recording.clone();
+        let collector = Collector::new(&canary, &templates, |_, _| Ok(provider.clone())).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let asked = |window| {
+            recording.0.lock().unwrap().clear();
+            let observed = runtime.block_on(collector.observe(0, window));
+            let metrics: Vec<String> = observed.into_iter().map(|(m, _)| m).collect();
+            (metrics, recording.0.lock().unwrap().clone())
+        };
+        // A check: the comparison over the 135 s since the canary's first traffic, no guardrail.
+        let check = MetricsWindow {
+            comparison_seconds: 135,
+            guardrails: false,
+        };
+        let (metrics, queries) = asked(Some(check));
+        assert_eq!(metrics, ["errors"]);
+        assert_eq!(queries.len(), 4);
+        assert!(queries.iter().all(|q| q.ends_with("[135s]))")), "{queries:?}");
+        // A step: the same, and the guardrail over its own interval.
+        let (metrics, queries) = asked(Some(MetricsWindow {
+            guardrails: true,
+            ..check
+        }));
+        assert_eq!(metrics, ["errors", "success"]);
+        assert_eq!(queries.last().map(String::as_str), Some("success[2m]"));
+        // Without a window (a template's own check), every metric over its interval.
+        let (_, queries) = asked(None);
+        assert!(queries[0].ends_with("[1m]))"), "{queries:?}");
+    }
+}
