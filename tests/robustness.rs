@@ -602,6 +602,53 @@ fn one_http_client_serves_every_query() {
     );
 }
 
+#[test]
+fn the_controller_keeps_its_http_clients_across_checks() {
+    use sluice::cluster::Cluster;
+    use sluice::controller::observer::{Observer, PrometheusObserver};
+    use sluice::rollout::MetricsWindow;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // 50 requests and 1 error per arm, whatever the window.
+    let server =
+        FakePrometheus::start(|query| value(if query.contains("errors") { "1" } else { "50" }));
+    let cluster = Arc::new(sluice::cluster::memory::MemoryCluster::new());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for name in ["errors", "requests"] {
+        let template = serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "MetricTemplate",
+            "metadata": {"name": name, "namespace": "test"},
+            "spec": {"provider": {"type": "prometheus", "address": server.url},
+                     "query": format!("sum(increase({name}[{{{{ interval }}}}]))")}
+        });
+        runtime.block_on(cluster.apply(template)).unwrap();
+    }
+    let canary: sluice::api::Canary = serde_yaml_ng::from_str(
+        "{apiVersion: sluice.dev/v1alpha1, kind: Canary, metadata: {name: app, namespace: test}, spec: {targetRef: {kind: Deployment, name: app}, analysis: {interval: 1m, stepWeight: 10, maxWeight: 50, metrics: [{name: errors, templateRef: {name: errors}, comparison: {type: errorRate, requestsTemplateRef: {name: requests}}}]}}}",
+    )
+    .unwrap();
+    let observer = PrometheusObserver::new(cluster, None, Duration::from_secs(5));
+    // Twenty checks, four queries each, through one client.
+    for check in 1..=20u64 {
+        let window = MetricsWindow {
+            comparison_seconds: 15 * check,
+            guardrails: check % 4 == 0,
+        };
+        let observed = runtime.block_on(observer.observe(&canary, 1_800_000_000, window));
+        assert!(observed[0].result.is_ok(), "{observed:?}");
+    }
+    let requests = server.requests.load(Ordering::SeqCst);
+    let connections = server.connections.load(Ordering::SeqCst);
+    assert_eq!(requests, 80);
+    assert!(
+        connections <= 2,
+        "{connections} connections for {requests} requests"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Command line and input bounds.
 

@@ -34,7 +34,14 @@ pub struct PrometheusObserver {
     /// Used for templates without `spec.provider.address`.
     default_address: Option<String>,
     timeout: Duration,
+    /// Providers (HTTP clients and their connection pools) by what makes them: the comparisons
+    /// look every check, and a client per look would mean a new pool every 15 s per template.
+    providers: std::sync::Mutex<BTreeMap<String, Arc<dyn Provider>>>,
 }
+
+/// Distinct provider configurations kept before the cache starts again (rotated credentials
+/// leave old entries behind).
+const MAX_CACHED_PROVIDERS: usize = 1024;
 
 impl PrometheusObserver {
     pub fn new(
@@ -46,6 +53,7 @@ impl PrometheusObserver {
             cluster,
             default_address,
             timeout,
+            providers: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -113,6 +121,36 @@ impl PrometheusObserver {
         }
     }
 
+    /// The provider for this configuration, built on first use.
+    fn provider(
+        &self,
+        spec: &ProviderSpec,
+        address: &str,
+        credentials: &Credentials,
+    ) -> Result<Arc<dyn Provider>, String> {
+        let key = format!(
+            "{address}\n{}\n{credentials:?}",
+            serde_json::to_string(spec).unwrap_or_default()
+        );
+        // A poisoned lock only means another reconcile panicked; the map is still usable.
+        let mut cache = self
+            .providers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(provider) = cache.get(&key) {
+            return Ok(provider.clone());
+        }
+        let provider: Arc<dyn Provider> = Arc::new(
+            PrometheusProvider::new(spec, address, credentials, self.timeout)
+                .map_err(|e| e.to_string())?,
+        );
+        if cache.len() >= MAX_CACHED_PROVIDERS {
+            cache.clear();
+        }
+        cache.insert(key, provider.clone());
+        Ok(provider)
+    }
+
     async fn collect(
         &self,
         canary: &Canary,
@@ -133,9 +171,10 @@ impl PrometheusObserver {
                 .or_else(|| self.default_address.clone())
                 .ok_or_else(|| format!("MetricTemplate {name}: spec.provider.address is not set and the controller has no --prometheus-address"))?;
             let credentials = self.credentials(&namespace, spec).await?;
-            let provider = PrometheusProvider::new(spec, &address, &credentials, self.timeout)
+            let provider = self
+                .provider(spec, &address, &credentials)
                 .map_err(|e| format!("MetricTemplate {name}: {e}"))?;
-            providers.insert(name, Arc::new(provider));
+            providers.insert(name, provider);
         }
         let collector = Collector::new(canary, &templates, |name, _| {
             providers

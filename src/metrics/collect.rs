@@ -105,26 +105,37 @@ pub struct Collector {
 }
 
 impl Plan {
-    fn queries(&self) -> Vec<(&'static str, &str)> {
+    fn parts(&self) -> Vec<(&'static str, &Query)> {
         match &self.kind {
-            PlanKind::Guardrail(q) => vec![("value", &q.text)],
+            PlanKind::Guardrail(q) => vec![("value", q)],
             PlanKind::ErrorRate { errors, requests } => vec![
-                ("canary errors", &errors[0].text),
-                ("primary errors", &errors[1].text),
-                ("canary requests", &requests[0].text),
-                ("primary requests", &requests[1].text),
+                ("canary errors", &errors[0]),
+                ("primary errors", &errors[1]),
+                ("canary requests", &requests[0]),
+                ("primary requests", &requests[1]),
             ],
-            PlanKind::Latency(q) => vec![
-                ("canary buckets", &q[0].text),
-                ("primary buckets", &q[1].text),
-            ],
+            PlanKind::Latency(q) => vec![("canary buckets", &q[0]), ("primary buckets", &q[1])],
         }
     }
 
-    fn labelled_queries(&self) -> Vec<String> {
-        self.queries()
+    fn queries(&self) -> Vec<(&'static str, &str)> {
+        self.parts()
             .into_iter()
-            .map(|(label, text)| format!("{label}: {}", text.trim_end()))
+            .map(|(label, q)| (label, q.text.as_str()))
+            .collect()
+    }
+
+    /// The queries as this look ran them (comparisons over `window` when one is given).
+    fn labelled_queries(&self, window: Option<u64>) -> Vec<String> {
+        let window = window.filter(|_| !matches!(self.kind, PlanKind::Guardrail(_)));
+        self.parts()
+            .into_iter()
+            .map(|(label, q)| {
+                let text = q
+                    .over(&self.ctx, window)
+                    .map_or_else(|_| q.text.clone(), |q| q.text);
+                format!("{label}: {}", text.trim_end())
+            })
             .collect()
     }
 }
@@ -293,7 +304,7 @@ impl Collector {
                     .map(|()| observed)
                     .map_err(|source| QueryError::Impossible {
                         source,
-                        queries: plan.labelled_queries(),
+                        queries: plan.labelled_queries(seconds),
                     })
             });
             out.push((plan.metric.clone(), result));
@@ -484,7 +495,10 @@ mod tests {
         let (metrics, queries) = asked(Some(check));
         assert_eq!(metrics, ["errors"]);
         assert_eq!(queries.len(), 4);
-        assert!(queries.iter().all(|q| q.ends_with("[135s]))")), "{queries:?}");
+        assert!(
+            queries.iter().all(|q| q.ends_with("[135s]))")),
+            "{queries:?}"
+        );
         // A step: the same, and the guardrail over its own interval.
         let (metrics, queries) = asked(Some(MetricsWindow {
             guardrails: true,
