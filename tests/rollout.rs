@@ -365,6 +365,43 @@ fn checks_between_steps_roll_back_early_and_steps_stay_once_per_interval() {
 }
 
 #[test]
+fn a_release_waiting_only_for_evidence_is_promoted_at_the_first_check_that_has_it() {
+    // 150 canary requests a check: the five steps have 3,000; minSamplePerArm 3,300 is reached
+    // two checks after the last step.
+    let c = canary_checking(
+        "15s",
+        "    stepWeight: 10\n    maxWeight: 50\n    minSamplePerArm: 3300",
+    );
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let d = drive(
+        &c,
+        status,
+        &mut w,
+        &|_| counts(150, 1, 1350, 13),
+        &BTreeMap::new(),
+        60,
+    );
+    let promoting = d
+        .decisions
+        .iter()
+        .find(|d| d.status.phase == Some(Phase::Promoting))
+        .expect("promoted");
+    assert_eq!(promoting.status.evidence.analysed_intervals, 5);
+    let waited = promoting.status.message.clone().unwrap_or_default();
+    let at = promoting.status.last_step_time.clone().unwrap_or_default();
+    let last_step = promoting
+        .status
+        .last_analysis_time
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        at > last_step,
+        "promoted at {at}, a check after the step at {last_step}: {waited}"
+    );
+}
+
+#[test]
 fn a_regression_that_appears_later_is_rolled_back_where_it_appears() {
     let c = canary_strategy();
     let status = initialized(&c);

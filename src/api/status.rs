@@ -87,6 +87,10 @@ pub struct Evidence {
     pub failed_checks: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricEvidence>,
+    /// The schedule is done and the last step lacked only the evidence a promotion needs: the
+    /// first check that has it promotes, without waiting for the next step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_evidence: bool,
     /// The start of the comparisons' counting window (the canary's first traffic), RFC 3339:
     /// each check queries the counts since then and counts what is new.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -474,13 +474,19 @@ impl Run<'_> {
             check.min(step_due - self.now).max(1) as u64
         };
         if !step {
-            // Between steps only a rollback acts: the schedule, promotion, holds and guardrails
-            // keep their once-per-interval meaning.
-            if let Verdict::Rollback { metric, reason } = judgement.verdict {
-                self.rollback(&format!("{metric}: {reason}"));
+            // Between steps a rollback acts, and a promotion that the last step held only for
+            // its evidence; the schedule, holds and guardrails keep their once-per-interval
+            // meaning.
+            match judgement.verdict {
+                Verdict::Rollback { metric, reason } => {
+                    self.rollback(&format!("{metric}: {reason}"))
+                }
+                Verdict::Ready if self.status.evidence.awaiting_evidence => self.advance(Ok(())),
+                _ => {}
             }
             return;
         }
+        self.status.evidence.awaiting_evidence = false;
         self.status.last_analysis_time = Some(rfc3339(self.now));
         if let HookOutcome::Failed { hook, reason } = rollout_hook {
             self.failed_check(&format!("rollout hook {hook} failed: {reason}"));
@@ -578,11 +584,13 @@ impl Run<'_> {
             }
         }
         if let Err(missing) = ready {
+            self.status.evidence.awaiting_evidence = true;
             self.status.message = Some(format!(
                 "schedule done; holding for the evidence a promotion needs: {missing}"
             ));
             return;
         }
+        self.status.evidence.awaiting_evidence = false;
         match self.hook(HookType::ConfirmPromotion) {
             None => {}
             Some(HookOutcome::Failed { hook, reason }) => {
