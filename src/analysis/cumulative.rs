@@ -142,18 +142,7 @@ mod tests {
 
     fn evidence() -> Evidence {
         Evidence {
-            metrics: vec![MetricEvidence {
-                name: "errors".into(),
-                kind: EvidenceKind::ErrorRate,
-                sequential: None,
-                slow_above: None,
-                selection_buckets: Vec::new(),
-                selection_requests: 0.0,
-                last_value: None,
-                failed_checks: 0,
-                last_outcome: None,
-                counted: None,
-            }],
+            metrics: vec![MetricEvidence::new("errors", EvidenceKind::ErrorRate, None)],
             ..Evidence::default()
         }
     }

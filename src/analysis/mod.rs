@@ -260,19 +260,10 @@ fn evidence_for<'a>(
         Some(index) => index,
         None => {
             let null_ratio = 1.0 + analysis.min_effect.unwrap_or(0.0);
-            evidence.metrics.push(MetricEvidence {
-                name: metric.name.clone(),
-                kind,
-                sequential: (kind != EvidenceKind::Guardrail)
-                    .then(|| sequential::new_state(null_ratio)),
-                slow_above: None,
-                selection_buckets: Vec::new(),
-                selection_requests: 0.0,
-                last_value: None,
-                failed_checks: 0,
-                last_outcome: None,
-                counted: None,
-            });
+            let test = (kind != EvidenceKind::Guardrail).then(|| sequential::new_state(null_ratio));
+            evidence
+                .metrics
+                .push(MetricEvidence::new(&metric.name, kind, test));
             evidence.metrics.len() - 1
         }
     };

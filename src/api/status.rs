@@ -129,6 +129,24 @@ pub struct MetricEvidence {
     pub counted: Option<Counted>,
 }
 
+impl MetricEvidence {
+    /// A metric's evidence before anything was observed.
+    pub fn new(name: &str, kind: EvidenceKind, sequential: Option<SequentialState>) -> Self {
+        Self {
+            name: name.to_string(),
+            kind,
+            sequential,
+            slow_above: None,
+            selection_buckets: Vec::new(),
+            selection_requests: 0.0,
+            last_value: None,
+            failed_checks: 0,
+            last_outcome: None,
+            counted: None,
+        }
+    }
+}
+
 /// Running totals per arm as the last check read them: `[requests, errors]` of an error-rate
 /// comparison, or a latency comparison's cumulative bucket counts in `le` order, `+Inf` last.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

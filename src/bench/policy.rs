@@ -55,8 +55,7 @@ pub trait Policy {
     }
     /// The window each decision reads at `t`: the last minute (or the last decision, when
     /// decisions are further apart).
-    fn window(&self, t: i64) -> i64 {
-        let _ = t;
+    fn window(&self, _t: i64) -> i64 {
         self.decision_every().max(60)
     }
     /// Decides at `t` seconds from the start; `truth` covers the scrapes since the last decision.
