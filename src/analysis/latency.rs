@@ -1,5 +1,5 @@
-//! Latency as events: a request is slow when it lands above the bucket boundary closest to the
-//! primary's chosen quantile. The boundary is chosen from the primary's buckets before any
+//! Latency as events: a request is slow when it lands above a bucket boundary near the primary's
+//! chosen quantile. The boundary is chosen from the primary's buckets before any
 //! request is counted, so the test sees it as fixed in advance and stays valid; the canary and
 //! primary are then compared on how often they are slow, with the same sequential test as errors.
 
@@ -28,7 +28,26 @@ pub fn gather(buckets: &mut Vec<Bucket>, requests: &mut f64, primary: &Histogram
     buckets.sort_by(|a, b| a.le.total_cmp(&b.le));
 }
 
-/// The finite boundary whose primary tail share is closest (on a log scale) to `1 − quantile`.
+/// How far above the quantile a boundary may sit and still be used: its primary tail share at
+/// least `(1 − quantile) / ABOVE_RATIO`. With Prometheus' default buckets (about 2.5× apart) the
+/// first bound above a p99 often sits near p99.8.
+pub const ABOVE_RATIO: f64 = 10.0;
+
+/// How far below the quantile the nearest boundary may sit: its tail share at most
+/// `BELOW_RATIO × (1 − quantile)` (p98 for a p99).
+pub const BELOW_RATIO: f64 = 2.0;
+
+/// The boundary to count slow requests at: the bound whose primary tail share is closest to
+/// `1 − quantile` on a log scale, unless that bound sits well below the quantile (tail share
+/// above `BELOW_RATIO × (1 − quantile)`) and a bound above it still has a usable tail (at least
+/// `(1 − quantile) / ABOVE_RATIO`): then the lowest such bound above.
+///
+/// Why: a regression confined to the tail (the canary's slowest 1% slower, everything below
+/// unchanged) moves no request across a bound below it. With coarse buckets the nearest bound to
+/// a p99 can sit at p92, where such a regression is invisible however many requests are counted;
+/// a bound at p99.8 sees it, with fewer events per request. With fine buckets the nearest bound
+/// is kept: it counts more events, and the benchmark's tail regressions (stretched from p90 up)
+/// are caught sooner there (S5: ×2.8 bad requests against the oracle's, ×3.4 at the bound above).
 pub fn choose(buckets: &[Bucket], requests: f64, quantile: f64) -> Option<SlowThreshold> {
     if requests <= 0.0 || buckets.is_empty() {
         return None;
@@ -36,22 +55,23 @@ pub fn choose(buckets: &[Bucket], requests: f64, quantile: f64) -> Option<SlowTh
     let target = 1.0 - quantile;
     let tail = |b: &Bucket| ((requests - b.count) / requests).max(0.0);
     let with_tail: Vec<&Bucket> = buckets.iter().filter(|b| tail(b) > 0.0).collect();
-    let chosen = if with_tail.is_empty() {
+    let nearest = with_tail.iter().min_by(|a, b| {
+        let da = (tail(a) / target).ln().abs();
+        let db = (tail(b) / target).ln().abs();
+        da.total_cmp(&db)
+    });
+    let above = with_tail
+        .iter()
+        .find(|b| tail(b) <= target && tail(b) >= target / ABOVE_RATIO);
+    let chosen = match (nearest, above) {
         // Every request fell at or below the first boundary: use it.
-        buckets[0]
-    } else {
-        **with_tail
-            .iter()
-            .min_by(|a, b| {
-                let da = (tail(a) / target).ln().abs();
-                let db = (tail(b) / target).ln().abs();
-                da.total_cmp(&db)
-            })
-            .unwrap_or(&with_tail[0])
+        (None, _) => &buckets[0],
+        (Some(n), Some(a)) if tail(n) > BELOW_RATIO * target => *a,
+        (Some(n), _) => *n,
     };
     Some(SlowThreshold {
         le: chosen.le,
-        primary_tail: tail(&chosen),
+        primary_tail: tail(chosen),
     })
 }
 
@@ -76,10 +96,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chooses_the_boundary_nearest_the_quantile() {
+    fn chooses_the_nearest_boundary_unless_it_is_far_below() {
         let mut buckets = Vec::new();
         let mut requests = 0.0;
-        // 1000 requests: 900 under 0.1, 985 under 0.25, 999 under 0.5.
+        // 1000 requests: 900 under 0.1, 985 under 0.25, 999 under 0.5. For p99, 0.25 (tail
+        // 1.5%) is the nearest and within p98: kept.
         let h = [
             (0.1, 900.0),
             (0.25, 985.0),
@@ -90,8 +111,76 @@ mod tests {
         let t = choose(&buckets, requests, 0.99).unwrap();
         assert_eq!(t.le, 0.25);
         assert!((t.primary_tail - 0.015).abs() < 1e-12);
-        let t = choose(&buckets, requests, 0.999).unwrap();
-        assert_eq!(t.le, 0.5);
+        assert_eq!(choose(&buckets, requests, 0.999).unwrap().le, 0.5);
+        // For p99.5 the nearest (0.25, 1.5%) is three times the target: the bound above it.
+        assert_eq!(choose(&buckets, requests, 0.995).unwrap().le, 0.5);
+        // Coarse buckets: the nearest to p99 sits at p92, the next bound at p99.8.
+        let coarse = [
+            Bucket {
+                le: 0.25,
+                count: 9200.0,
+            },
+            Bucket {
+                le: 0.5,
+                count: 9980.0,
+            },
+        ];
+        assert_eq!(choose(&coarse, 10_000.0, 0.99).unwrap().le, 0.5);
+    }
+
+    #[test]
+    fn keeps_the_nearest_when_nothing_above_has_a_usable_tail() {
+        // 0.5 leaves 0.05% above it, a twentieth of p99's 1%: too rare; 0.25 (p92) is kept.
+        let buckets = [
+            Bucket {
+                le: 0.1,
+                count: 9000.0,
+            },
+            Bucket {
+                le: 0.25,
+                count: 9200.0,
+            },
+            Bucket {
+                le: 0.5,
+                count: 9995.0,
+            },
+        ];
+        let t = choose(&buckets, 10_000.0, 0.99).unwrap();
+        assert_eq!(t.le, 0.25);
+        // Every request at or below the first bound.
+        let all = [Bucket {
+            le: 0.1,
+            count: 50.0,
+        }];
+        assert_eq!(choose(&all, 50.0, 0.99).unwrap().le, 0.1);
+    }
+
+    /// The reason for the rule: a regression only beyond the primary's p99 moves no request
+    /// across a bound below it, so that bound cannot see it; the chosen one does.
+    #[test]
+    fn a_tail_only_regression_is_visible_at_the_chosen_boundary() {
+        let primary = [
+            (0.1, 9000.0),
+            (0.25, 9200.0),
+            (0.5, 9980.0),
+            (f64::INFINITY, 10_000.0),
+        ];
+        // The canary: the same up to p99, its slowest 1% twice as slow.
+        let canary = [
+            (0.1, 9000.0),
+            (0.25, 9200.0),
+            (0.5, 9950.0),
+            (f64::INFINITY, 10_000.0),
+        ];
+        let mut buckets = Vec::new();
+        let mut requests = 0.0;
+        gather(&mut buckets, &mut requests, &primary);
+        let le = choose(&buckets, requests, 0.99).unwrap().le;
+        assert_eq!(le, 0.5);
+        let slow = |h: &Histogram| slow_counts(h, le).unwrap().events;
+        assert_eq!((slow(&canary), slow(&primary)), (50, 20));
+        // The bound nearest on a log scale (0.25, p92) sees no difference at all.
+        assert_eq!(slow_counts(&canary, 0.25), slow_counts(&primary, 0.25));
     }
 
     #[test]
