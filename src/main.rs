@@ -10,11 +10,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
 
-use sluice::analyse::{self, Outcome, report};
-use sluice::api::{self, Canary, MetricTemplate, ProviderSpec};
-use sluice::metrics::Provider;
-use sluice::metrics::collect::Collector;
-use sluice::metrics::prometheus::{Credentials, PrometheusProvider};
+use sluice_controller::providers::Provider;
+use sluice_controller::providers::collect::Collector;
+use sluice_controller::providers::prometheus::{Credentials, PrometheusProvider};
+use sluice_controller::replay::{self, Outcome, report};
+use sluice_core::api::{self, Canary, MetricTemplate, ProviderSpec};
 
 /// Exit codes, documented in the README.
 mod exit {
@@ -133,8 +133,8 @@ struct DemoAppArgs {
 struct DemoArgs {
     /// What the new version does: good (like the primary), errors (+5 points of errors),
     /// latency (twice as slow).
-    #[arg(long, value_enum, default_value_t = sluice::demo::stage::Scenario::Good)]
-    scenario: sluice::demo::stage::Scenario,
+    #[arg(long, value_enum, default_value_t = sluice_demo::stage::Scenario::Good)]
+    scenario: sluice_demo::stage::Scenario,
     /// Requests per second through the router (0: no traffic, which ends inconclusive).
     #[arg(long, default_value_t = 150.0)]
     rate: f64,
@@ -173,8 +173,8 @@ struct DemoControllerArgs {
     #[arg(long, value_name = "URL")]
     router: String,
     /// The new version applied to the target (see `sluice demo --scenario`).
-    #[arg(long, value_enum, default_value_t = sluice::demo::stage::Scenario::Good)]
-    scenario: sluice::demo::stage::Scenario,
+    #[arg(long, value_enum, default_value_t = sluice_demo::stage::Scenario::Good)]
+    scenario: sluice_demo::stage::Scenario,
     /// The Canary to seed (default: the built-in copy of e2e/canary.yaml).
     #[arg(long, value_name = "FILE")]
     canary: Option<PathBuf>,
@@ -362,7 +362,7 @@ fn main() -> ExitCode {
         Command::DemoController(args) => run_demo_controller(args),
         Command::Bench(args) => run_bench(args),
         Command::DemoApp(args) => {
-            use sluice::demo::app::{self, AppConfig, AppError};
+            use sluice_demo::app::{self, AppConfig, AppError};
             let config = AppConfig {
                 version: args.version,
                 error_rate: args.error_rate,
@@ -417,7 +417,7 @@ fn main() -> ExitCode {
 }
 
 fn run_bench(args: BenchArgs) -> ExitCode {
-    use sluice::bench::{self, POLICIES, report, scenario};
+    use sluice_bench::{self as bench, POLICIES, report, scenario};
     let all = scenario::all();
     let scenarios: Vec<_> = if args.scenarios.is_empty() {
         all.clone()
@@ -493,10 +493,10 @@ fn run_bench(args: BenchArgs) -> ExitCode {
 }
 
 fn run_controller(args: ControllerArgs) -> ExitCode {
-    use sluice::controller::run::{Options, RunError, run};
-    if let Err(e) = sluice::router::for_provider(
+    use sluice_controller::run::{Options, RunError, run};
+    if let Err(e) = sluice_controller::router::for_provider(
         &args.router,
-        Arc::new(sluice::cluster::memory::MemoryCluster::new()),
+        Arc::new(sluice_controller::cluster::memory::MemoryCluster::new()),
     ) {
         eprintln!("error: --router: {e}");
         return ExitCode::from(exit::USAGE);
@@ -540,8 +540,8 @@ fn run_controller(args: ControllerArgs) -> ExitCode {
 }
 
 fn run_demo(args: DemoArgs) -> ExitCode {
-    use sluice::demo::run::{DemoOptions, run_demo};
-    use sluice::demo::view::exit_code;
+    use sluice_demo::run::{DemoOptions, run_demo};
+    use sluice_demo::view::exit_code;
     let options = DemoOptions {
         scenario: args.scenario,
         rate: args.rate,
@@ -549,7 +549,7 @@ fn run_demo(args: DemoArgs) -> ExitCode {
         canary: args.canary,
         max_duration: Duration::from_secs(args.max_duration.max(1)),
         interactive: std::io::stdout().is_terminal(),
-        cluster: args.cluster.then(|| sluice::demo::run::ClusterOptions {
+        cluster: args.cluster.then(|| sluice_demo::run::ClusterOptions {
             scripts: args.repository.join("e2e/cluster"),
             chart: args.repository.join("charts/sluice"),
             crds: crds(),
@@ -578,8 +578,8 @@ fn run_demo(args: DemoArgs) -> ExitCode {
 }
 
 fn run_demo_controller(args: DemoControllerArgs) -> ExitCode {
-    use sluice::demo::run::{ControllerOptions, run_controller};
-    use sluice::demo::view::exit_code;
+    use sluice_demo::run::{ControllerOptions, run_controller};
+    use sluice_demo::view::exit_code;
     let options = ControllerOptions {
         cluster_file: args.cluster_file,
         prometheus: args.prometheus,
@@ -620,16 +620,16 @@ fn crds() -> String {
 
 type Failure = (u8, String);
 
-fn load_error(e: api::load::LoadError) -> Failure {
+fn load_error(e: sluice_controller::load::LoadError) -> Failure {
     let code = match e {
-        api::load::LoadError::Read { .. } => exit::NO_INPUT,
+        sluice_controller::load::LoadError::Read { .. } => exit::NO_INPUT,
         _ => exit::INVALID_INPUT,
     };
     (code, e.to_string())
 }
 
 async fn run_analyse(args: AnalyseArgs) -> Result<u8, Failure> {
-    let canary = api::load::canary_from_file(&args.canary).map_err(load_error)?;
+    let canary = sluice_controller::load::canary_from_file(&args.canary).map_err(load_error)?;
     api::validate::validate_canary(&canary).map_err(|e| {
         (
             exit::INVALID_INPUT,
@@ -647,7 +647,7 @@ async fn run_analyse(args: AnalyseArgs) -> Result<u8, Failure> {
     }
     let mut templates = Vec::new();
     for path in &args.templates {
-        templates.extend(api::load::templates_from_path(path).map_err(load_error)?);
+        templates.extend(sluice_controller::load::templates_from_path(path).map_err(load_error)?);
     }
     let secrets = load_secrets(&args.secrets)?;
     let end = args.end.unwrap_or_else(|| chrono::Utc::now().timestamp());
@@ -693,7 +693,7 @@ async fn run_analyse(args: AnalyseArgs) -> Result<u8, Failure> {
             let _ = writeln!(err, "{line}");
         }
     };
-    let result = analyse::replay(&canary, &collector, args.start, end, progress).await;
+    let result = replay::replay(&canary, &collector, args.start, end, progress).await;
     if interactive {
         eprintln!();
     }

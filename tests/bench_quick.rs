@@ -4,7 +4,7 @@
 //! oracle's bad requests on S3 or S4). The full mode is
 //! `sluice bench --seeds 2000` (README).
 
-use sluice::bench::{self, report, scenario};
+use sluice_bench::{self as bench, report, scenario};
 
 #[test]
 fn sluice_keeps_its_claims_in_the_quick_benchmark() {

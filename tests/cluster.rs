@@ -11,7 +11,7 @@
 //! if any; else the harness starts a private one and a watcher process stops it, by its PIDs,
 //! as soon as this test binary exits.
 //!
-//! The traffic is real: a local gateway (`sluice::demo::gateway`) watches the HTTPRoute the
+//! The traffic is real: a local gateway (`sluice_demo::gateway`) watches the HTTPRoute the
 //! controller writes and splits requests between two `sluice demo-app` processes by its weights;
 //! Prometheus scrapes those processes under the names of the kwok pods they stand for. The
 //! weights the controller writes are what the analysis sees.
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use harness::{Controller, Release, TestNamespace, read_route_weights};
 use serde_json::json;
-use sluice::demo::stage::Scenario;
+use sluice_demo::stage::Scenario;
 
 /// The demo Canary's schedule, read back from the HTTPRoute: canary weights in order, then back
 /// to 0 on promotion.

@@ -9,12 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice::api::Canary;
-use sluice::demo::app::{self, AppConfig, DURATION_BUCKETS};
-use sluice::demo::load;
-use sluice::rollout::Routes;
-use sluice::router::Router;
-use sluice::router::local::{INSIDER_HEADER, INSIDER_VALUE, LocalRouter};
+use sluice_controller::router::Router;
+use sluice_core::api::Canary;
+use sluice_core::rollout::Routes;
+use sluice_demo::app::{self, AppConfig, DURATION_BUCKETS};
+use sluice_demo::load;
+use sluice_demo::proxy::{INSIDER_HEADER, INSIDER_VALUE, LocalRouter};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;

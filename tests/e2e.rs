@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use sluice::api::{CanaryStatus, Phase};
-use sluice::cluster::memory::MemoryCluster;
-use sluice::controller::reconcile::load_canary;
-use sluice::demo::release::{self, Verdict};
-use sluice::demo::stage::{Scenario, Stage, StageConfig};
-use sluice::demo::timeline::Timeline;
-use sluice::router::local::RouteChange;
+use sluice_controller::cluster::memory::MemoryCluster;
+use sluice_controller::reconcile::load_canary;
+use sluice_core::api::{CanaryStatus, Phase};
+use sluice_demo::proxy::RouteChange;
+use sluice_demo::release::{self, Verdict};
+use sluice_demo::stage::{Scenario, Stage, StageConfig};
+use sluice_demo::timeline::Timeline;
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
 
@@ -32,7 +32,7 @@ const RATE: f64 = 150.0;
 const SCENARIO_LIMIT: Duration = Duration::from_secs(240);
 
 fn prometheus_binary() -> PathBuf {
-    sluice::demo::prometheus::find_binary().unwrap_or_else(|e| {
+    sluice_demo::prometheus::find_binary().unwrap_or_else(|e| {
         panic!("{e}; the end-to-end tests need it (.ci/run installs it)");
     })
 }
@@ -156,7 +156,7 @@ fn assert_rolled_back_by(run: &DemoRun, metric: &str) {
     let status = final_status(&run.timeline);
     assert_eq!(status.phase, Some(Phase::Failed));
     assert_eq!(status.canary_weight, 0);
-    assert_eq!(condition_reason(status), sluice::rollout::FAILED);
+    assert_eq!(condition_reason(status), sluice_core::rollout::FAILED);
     let weights = canary_weights(&run.timeline.routes);
     assert!(weights.len() >= 3, "{weights:?}");
     assert_eq!(weights[..2], [0, 10], "{weights:?}");
@@ -235,7 +235,7 @@ fn without_traffic_the_release_holds_and_ends_inconclusive() {
     assert_eq!(decision.verdict, Verdict::Inconclusive);
     let status = final_status(&run.timeline);
     assert_eq!(status.phase, Some(Phase::Failed));
-    assert_eq!(condition_reason(status), sluice::rollout::INCONCLUSIVE);
+    assert_eq!(condition_reason(status), sluice_core::rollout::INCONCLUSIVE);
     assert!(
         decision.reason.contains("inconclusive: no data"),
         "{decision:?}"

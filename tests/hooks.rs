@@ -1,4 +1,4 @@
-//! Webhooks through `sluice::hooks::Hooks`, against a small HTTP server on 127.0.0.1 that records
+//! Webhooks through `sluice_controller::hooks::Hooks`, against a small HTTP server on 127.0.0.1 that records
 //! what it receives.
 
 use std::collections::HashMap;
@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sluice::api::{Canary, HookType, Phase};
-use sluice::hooks::Hooks;
-use sluice::rollout::HookOutcome;
+use sluice_controller::hooks::Hooks;
+use sluice_core::api::{Canary, HookType, Phase};
+use sluice_core::rollout::HookOutcome;
 use tokio::net::{TcpListener, TcpStream};
 
 const FAIL_BODY: &str = "deliberate failure from the test server";

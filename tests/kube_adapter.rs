@@ -13,17 +13,17 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{Value, json};
-use sluice::analysis::{Observation, Observed, RequestCounts};
-use sluice::api::{Canary, CanaryStatus, Phase};
-use sluice::cluster::kube::KubeCluster;
-use sluice::cluster::{Cluster, ClusterError, Event, ObjectRef, objects};
-use sluice::controller::observer::Observer;
-use sluice::controller::reconcile::{Context, Outcome, reconcile};
-use sluice::hooks::Hooks;
-use sluice::metrics::BoxFuture;
-use sluice::rollout::MetricsWindow;
-use sluice::rollout::Routes;
-use sluice::router::gateway_api::http_route;
+use sluice_controller::cluster::apiserver::KubeCluster;
+use sluice_controller::cluster::{Cluster, ClusterError, Event, ObjectRef, objects};
+use sluice_controller::hooks::Hooks;
+use sluice_controller::observer::Observer;
+use sluice_controller::providers::BoxFuture;
+use sluice_controller::reconcile::{Context, Outcome, reconcile};
+use sluice_controller::router::gateway_api::http_route;
+use sluice_core::analysis::{Observation, Observed, RequestCounts};
+use sluice_core::api::{Canary, CanaryStatus, Phase};
+use sluice_core::rollout::MetricsWindow;
+use sluice_core::rollout::Routes;
 use tower_test::mock;
 
 const UID: &str = "6f1e0b7c-4a55-4c4e-9a51-2f0c7d1e9b11";
@@ -941,8 +941,8 @@ fn rfc3339_micro(unix: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn elector(client: kube::Client) -> sluice::controller::leader::Elector {
-    sluice::controller::leader::Elector::new(client, "sluice", "sluice-leader", "replica-a", 15)
+fn elector(client: kube::Client) -> sluice_controller::leader::Elector {
+    sluice_controller::leader::Elector::new(client, "sluice", "sluice-leader", "replica-a", 15)
 }
 
 #[tokio::test]

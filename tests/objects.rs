@@ -9,12 +9,12 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Value, json};
-use sluice::api::Canary;
-use sluice::cluster::memory::MemoryCluster;
-use sluice::cluster::objects::{self, ConfigKind, ObjectError};
-use sluice::cluster::observe::observe;
-use sluice::cluster::{Cluster, ObjectRef};
-use sluice::rollout::World;
+use sluice_controller::cluster::memory::MemoryCluster;
+use sluice_controller::cluster::objects::{self, ConfigKind, ObjectError};
+use sluice_controller::cluster::observe::observe;
+use sluice_controller::cluster::{Cluster, ObjectRef};
+use sluice_core::api::Canary;
+use sluice_core::rollout::World;
 
 const CANARY_UID: &str = "0b7c6f1e-4a55-4c4e-9a51-2f0c7d1e9b11";
 
@@ -640,7 +640,7 @@ fn workload_readiness_needs_the_current_generation_observed() {
         "spec": {"replicas": 3},
         "status": {"observedGeneration": 3, "updatedReplicas": 3, "availableReplicas": 3},
     });
-    let workload = sluice::cluster::observe::workload(&deployment);
+    let workload = sluice_controller::cluster::observe::workload(&deployment);
     assert!(!workload.ready);
     assert_eq!(
         workload.message.as_deref(),
@@ -652,7 +652,7 @@ fn workload_readiness_needs_the_current_generation_observed() {
         "status": {"observedGeneration": 4, "updatedReplicas": 3, "availableReplicas": 2},
     });
     assert_eq!(
-        sluice::cluster::observe::workload(&deployment)
+        sluice_controller::cluster::observe::workload(&deployment)
             .message
             .as_deref(),
         Some("waiting for Deployment podinfo to roll out: 2 of 3 updated replicas available")

@@ -7,15 +7,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use sluice::analysis::{Observation, Observed, RequestCounts};
-use sluice::api::{Canary, Phase};
-use sluice::cluster::memory::MemoryCluster;
-use sluice::cluster::{Cluster, ObjectRef};
-use sluice::controller::observer::Observer;
-use sluice::controller::reconcile::{Context, load_canary, reconcile};
-use sluice::hooks::Hooks;
-use sluice::metrics::BoxFuture;
-use sluice::rollout::MetricsWindow;
+use sluice_controller::cluster::memory::MemoryCluster;
+use sluice_controller::cluster::{Cluster, ObjectRef};
+use sluice_controller::hooks::Hooks;
+use sluice_controller::observer::Observer;
+use sluice_controller::providers::BoxFuture;
+use sluice_controller::reconcile::{Context, load_canary, reconcile};
+use sluice_core::analysis::{Observation, Observed, RequestCounts};
+use sluice_core::api::{Canary, Phase};
+use sluice_core::rollout::MetricsWindow;
 
 const T0: i64 = 1_800_000_000;
 

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sluice::demo::release::Verdict;
-use sluice::demo::report::{
+use sluice_core::rollout::Routes;
+use sluice_demo::proxy::RouteChange;
+use sluice_demo::release::Verdict;
+use sluice_demo::report::{
     self, CANARY_COLOUR, EVIDENCE_COLOURS, PRIMARY_COLOUR, WEIGHT_COLOUR, verdict_colour,
 };
-use sluice::demo::timeline::{ArmStats, Decision, EvidencePoint, Snapshot, Timeline};
-use sluice::rollout::Routes;
-use sluice::router::local::RouteChange;
+use sluice_demo::timeline::{ArmStats, Decision, EvidencePoint, Snapshot, Timeline};
 
 const WIDTH: u32 = 1200;
 const HEIGHT: u32 = 1600;

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use common::sluice;
 use proptest::prelude::*;
-use sluice::api::duration::GoDuration;
-use sluice::metrics::lexer::{Quote, TokenKind, lex, lex_template, unquote};
-use sluice::metrics::template::{Arm, RenderContext, RenderError, render};
+use sluice_controller::providers::lexer::{Quote, TokenKind, lex, lex_template, unquote};
+use sluice_controller::providers::template::{Arm, RenderContext, RenderError, render};
+use sluice_core::api::duration::GoDuration;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -604,15 +604,15 @@ fn one_http_client_serves_every_query() {
 
 #[test]
 fn the_controller_keeps_its_http_clients_across_checks() {
-    use sluice::cluster::Cluster;
-    use sluice::controller::observer::{Observer, PrometheusObserver};
-    use sluice::rollout::MetricsWindow;
+    use sluice_controller::cluster::Cluster;
+    use sluice_controller::observer::{Observer, PrometheusObserver};
+    use sluice_core::rollout::MetricsWindow;
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     // 50 requests and 1 error per arm, whatever the window.
     let server =
         FakePrometheus::start(|query| value(if query.contains("errors") { "1" } else { "50" }));
-    let cluster = Arc::new(sluice::cluster::memory::MemoryCluster::new());
+    let cluster = Arc::new(sluice_controller::cluster::memory::MemoryCluster::new());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -626,7 +626,7 @@ fn the_controller_keeps_its_http_clients_across_checks() {
         });
         runtime.block_on(cluster.apply(template)).unwrap();
     }
-    let canary: sluice::api::Canary = serde_yaml_ng::from_str(
+    let canary: sluice_core::api::Canary = serde_yaml_ng::from_str(
         "{apiVersion: sluice.dev/v1alpha1, kind: Canary, metadata: {name: app, namespace: test}, spec: {targetRef: {kind: Deployment, name: app}, analysis: {interval: 1m, stepWeight: 10, maxWeight: 50, metrics: [{name: errors, templateRef: {name: errors}, comparison: {type: errorRate, requestsTemplateRef: {name: requests}}}]}}}",
     )
     .unwrap();

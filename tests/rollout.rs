@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use sluice::analysis::{Observation, Observed, RequestCounts};
-use sluice::api::{Canary, CanaryStatus, HookType, Phase};
-use sluice::rollout::{
+use sluice_core::analysis::{Observation, Observed, RequestCounts};
+use sluice_core::api::{Canary, CanaryStatus, HookType, Phase};
+use sluice_core::rollout::{
     Action, Decision, HookOutcome, Inputs, MANUAL_ABORT, MANUAL_PROMOTE, MANUAL_RETRY, Needs,
     Routes, Step, Workload, World, step,
 };

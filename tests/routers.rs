@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use sluice::api::Canary;
-use sluice::cluster::memory::MemoryCluster;
-use sluice::cluster::{Cluster, ObjectRef, objects};
-use sluice::rollout::Routes;
-use sluice::router::{self, Router, RouterError};
+use sluice_controller::cluster::memory::MemoryCluster;
+use sluice_controller::cluster::{Cluster, ObjectRef, objects};
+use sluice_controller::router::{self, Router, RouterError};
+use sluice_core::api::Canary;
+use sluice_core::rollout::Routes;
 
 const UID: &str = "0b7c6f1e-4a55-4c4e-9a51-2f0c7d1e9b11";
 

@@ -14,8 +14,10 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Binomial, Distribution, Poisson};
 use statrs::distribution::{ContinuousCDF, LogNormal};
 
-use sluice::analysis::{Look, Observation, Observed, RequestCounts, Verdict, binomial, judge_look};
-use sluice::api::{Analysis, Evidence};
+use sluice_core::analysis::{
+    Look, Observation, Observed, RequestCounts, Verdict, binomial, judge_look,
+};
+use sluice_core::api::{Analysis, Evidence};
 
 const RUNS: u64 = 2000;
 const LOOKS: u32 = 20;

@@ -27,10 +27,10 @@ use common::sources::{
     self, ENVOY_MS, ISTIO_MS, LINKERD_MS, NGINX_SECONDS, all_bounds_seconds, arm_total, project,
     seconds,
 };
-use sluice::api::duration::GoDuration;
-use sluice::api::load::templates_from_path;
-use sluice::metrics::template::Arm::{Canary, Primary};
-use sluice::metrics::template::{Arm, RenderContext, render};
+use sluice_controller::load::templates_from_path;
+use sluice_controller::providers::template::Arm::{Canary, Primary};
+use sluice_controller::providers::template::{Arm, RenderContext, render};
+use sluice_core::api::duration::GoDuration;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const NAMESPACE: &str = "test";

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use sluice::api::duration::GoDuration;
-use sluice::api::load::{canary_from_str, templates_from_str};
-use sluice::api::validate::validate_canary;
-use sluice::metrics::lexer::{TokenKind, lex, lex_template, unquote};
-use sluice::metrics::template::{Arm, RenderContext, RenderError, render};
+use sluice_controller::load::{canary_from_str, templates_from_str};
+use sluice_controller::providers::lexer::{TokenKind, lex, lex_template, unquote};
+use sluice_controller::providers::template::{Arm, RenderContext, RenderError, render};
+use sluice_core::api::duration::GoDuration;
+use sluice_core::api::validate::validate_canary;
 
 /// Stands for a placeholder while the template's own escapes are undone.
 const MARK: char = '\u{e000}';
@@ -87,7 +87,9 @@ pub fn render_case(data: &[u8]) {
                     }
                 }
                 let read = unquote(now.text(&out));
-                if before.kind != TokenKind::String(sluice::metrics::lexer::Quote::Backtick) {
+                if before.kind
+                    != TokenKind::String(sluice_controller::providers::lexer::Quote::Backtick)
+                {
                     assert_eq!(
                         read.as_deref(),
                         Some(expected.as_str()),

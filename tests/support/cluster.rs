@@ -16,9 +16,9 @@ use kube::api::{
 };
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use sluice::demo::cluster::{self as plane, ControlPlane};
-use sluice::demo::gateway::{Gateway, GatewayConfig};
-use sluice::demo::stage::{Scenario, Stage, StageConfig};
+use sluice_demo::cluster::{self as plane, ControlPlane};
+use sluice_demo::gateway::{Gateway, GatewayConfig};
+use sluice_demo::stage::{Scenario, Stage, StageConfig};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
@@ -662,7 +662,7 @@ impl Drop for Controller {
     }
 }
 
-pub use sluice::demo::gateway::read_weights as read_route_weights;
+pub use sluice_demo::gateway::read_weights as read_route_weights;
 
 /// A release of the demo's Canary in a test namespace: the apps, router, load and Prometheus
 /// of the demo's stage, the gateway that feeds the router from the HTTPRoute, the templates,
@@ -693,7 +693,7 @@ impl Release {
     async fn start_in(ns: TestNamespace, scenario: Scenario, with_config: bool) -> Self {
         let config = StageConfig {
             sluice: PathBuf::from(SLUICE),
-            prometheus: sluice::demo::prometheus::find_binary().unwrap_or_else(|e| panic!("{e}")),
+            prometheus: sluice_demo::prometheus::find_binary().unwrap_or_else(|e| panic!("{e}")),
             dir: ns.dir.path().join("stage"),
             namespace: ns.name.clone(),
             target: TARGET.into(),
@@ -718,7 +718,8 @@ impl Release {
         canary["metadata"]["namespace"] = json!(ns.name);
         // Long enough for a kwok pod to be scraped under its name; the demo's 60 s is enough.
         canary["spec"]["progressDeadlineSeconds"] = json!(120);
-        let typed: sluice::api::Canary = serde_json::from_value(canary.clone()).expect("a Canary");
+        let typed: sluice_core::api::Canary =
+            serde_json::from_value(canary.clone()).expect("a Canary");
         let (primary_app, canary_app) = stage.apps();
         let gateway = Gateway::start(GatewayConfig {
             client: ns.client.clone(),

@@ -1,0 +1,307 @@
+//! One reconcile of one Canary: observe the world, run the rollout's step, carry out its actions,
+//! write the status. The same function serves the Kubernetes controller (over `cluster::kube`),
+//! the demo and the tests (over `cluster::memory`).
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use serde_json::Value;
+
+use super::observer::Observer;
+use crate::cluster::objects::{self, ObjectError, primary_name};
+use crate::cluster::observe::observe;
+use crate::cluster::{Cluster, ClusterError, Event, ObjectRef};
+use crate::hooks::Hooks;
+use crate::router::{self, Router, RouterError};
+use sluice_core::api::{Canary, HookType, Phase};
+use sluice_core::rollout::{self, Action, Decision, Inputs, Step};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("router: {0}")]
+    Router(#[from] RouterError),
+    #[error("Canary {canary}: {source}")]
+    Object { canary: String, source: ObjectError },
+    #[error("Canary {0}: the rollout kept asking for inputs")]
+    Undecided(String),
+}
+
+/// What reconciles need, shared by every Canary.
+pub struct Context {
+    pub cluster: Arc<dyn Cluster>,
+    pub hooks: Hooks,
+    pub observer: Arc<dyn Observer>,
+    /// Router used when a Canary sets no `spec.provider`.
+    pub default_router: String,
+    /// When set, used for every Canary instead of the router its provider names: the demo's
+    /// local proxy steers real traffic that no Kubernetes object describes.
+    pub router: Option<Arc<dyn Router>>,
+}
+
+/// What one reconcile did, for the caller's metrics and requeue.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub decision: Decision,
+    pub previous_phase: Option<Phase>,
+}
+
+/// Reconciles `canary` at `now` (Unix seconds).
+pub async fn reconcile(
+    ctx: &Context,
+    canary: &Canary,
+    now: i64,
+) -> Result<Outcome, ReconcileError> {
+    let name = canary.name_any();
+    let namespace = canary.namespace().unwrap_or_else(|| "default".into());
+    let status = canary.status.clone().unwrap_or_default();
+    let world = observe(ctx.cluster.as_ref(), canary).await?;
+    let phase = status.phase.unwrap_or(Phase::Initializing);
+    let checksum = world.revision.clone().unwrap_or_default();
+    let mut inputs = Inputs::default();
+    let mut decision = None;
+    // At most: metrics and hooks, then a gate that depends on the verdict.
+    for _ in 0..4 {
+        match rollout::step(&canary.spec, &status, &world, &inputs, now) {
+            Step::Done(done) => {
+                decision = Some(*done);
+                break;
+            }
+            Step::Need(needs) => {
+                if let Some(window) = needs.metrics
+                    && inputs.observations.is_none()
+                {
+                    inputs.observations = Some(ctx.observer.observe(canary, now, window).await);
+                }
+                for kind in needs.hooks {
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        inputs.hooks.entry(kind)
+                    {
+                        slot.insert(ctx.hooks.check(canary, kind, phase, &checksum).await);
+                    }
+                }
+            }
+        }
+    }
+    let decision =
+        decision.ok_or_else(|| ReconcileError::Undecided(format!("{namespace}/{name}")))?;
+    let new_phase = decision.status.phase.unwrap_or(phase);
+    for action in &decision.actions {
+        carry_out(ctx, canary, action, new_phase, &checksum).await?;
+    }
+    if canary.status.as_ref() != Some(&decision.status) {
+        ctx.cluster
+            .patch_status(&namespace, &name, &decision.status)
+            .await?;
+    }
+    Ok(Outcome {
+        decision,
+        previous_phase: status.phase,
+    })
+}
+
+fn object_error(canary: &Canary) -> impl Fn(ObjectError) -> ReconcileError + '_ {
+    move |source| ReconcileError::Object {
+        canary: format!(
+            "{}/{}",
+            canary.namespace().unwrap_or_default(),
+            canary.name_any()
+        ),
+        source,
+    }
+}
+
+async fn carry_out(
+    ctx: &Context,
+    canary: &Canary,
+    action: &Action,
+    phase: Phase,
+    checksum: &str,
+) -> Result<(), ReconcileError> {
+    let namespace = canary.namespace().unwrap_or_else(|| "default".into());
+    let provider = canary
+        .spec
+        .provider
+        .clone()
+        .unwrap_or_else(|| ctx.default_router.clone());
+    match action {
+        Action::Bootstrap => bootstrap(ctx, canary, &provider).await,
+        Action::ScaleTarget(replicas) => {
+            if let Some(target) = target(ctx, canary).await? {
+                ctx.cluster
+                    .apply(objects::scale(&target, *replicas))
+                    .await?;
+            }
+            Ok(())
+        }
+        Action::PromotePrimary => promote(ctx, canary, checksum).await,
+        Action::SetRoutes(routes) => {
+            match &ctx.router {
+                Some(router) => router.set_routes(canary, *routes).await?,
+                None => {
+                    router::for_provider(&provider, ctx.cluster.clone())?
+                        .set_routes(canary, *routes)
+                        .await?
+                }
+            }
+            Ok(())
+        }
+        Action::Notify(kind) => {
+            ctx.hooks.notify(canary, *kind, phase, checksum, None).await;
+            Ok(())
+        }
+        Action::Event {
+            warning,
+            reason,
+            message,
+        } => {
+            let event = Event {
+                warning: *warning,
+                reason: reason.clone(),
+                message: message.clone(),
+            };
+            if *warning {
+                tracing::warn!(canary = %canary.name_any(), %namespace, %message, "event");
+            } else {
+                tracing::info!(canary = %canary.name_any(), %namespace, %message, "event");
+            }
+            ctx.cluster
+                .event(&namespace, &canary.name_any(), &event)
+                .await?;
+            ctx.hooks
+                .notify(canary, HookType::Event, phase, checksum, Some(message))
+                .await;
+            Ok(())
+        }
+    }
+}
+
+async fn target(ctx: &Context, canary: &Canary) -> Result<Option<Value>, ReconcileError> {
+    let namespace = canary.namespace().unwrap_or_else(|| "default".into());
+    let reference = ObjectRef::new(
+        "apps/v1",
+        "Deployment",
+        &namespace,
+        &canary.spec.target_ref.name,
+    );
+    Ok(ctx.cluster.get(&reference).await?)
+}
+
+/// The target's ConfigMaps and Secrets as they are now.
+async fn configs(
+    ctx: &Context,
+    canary: &Canary,
+    target: &Value,
+) -> Result<Vec<Value>, ReconcileError> {
+    let namespace = canary.namespace().unwrap_or_else(|| "default".into());
+    let typed: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(target.clone())
+        .map_err(|e| ClusterError::Invalid {
+            object: format!("Deployment {namespace}/{}", canary.spec.target_ref.name),
+            message: e.to_string(),
+        })?;
+    let mut found = Vec::new();
+    for (kind, name) in objects::tracked_configs(&typed) {
+        if let Some(config) = ctx.cluster.get(&kind.object_ref(&namespace, &name)).await? {
+            found.push(config);
+        }
+    }
+    Ok(found)
+}
+
+/// Creates what the Canary needs and does not have: config copies, the primary, its autoscaler,
+/// the Services and the router's objects. An existing primary is left alone: it changes only on
+/// promotion.
+async fn bootstrap(ctx: &Context, canary: &Canary, provider: &str) -> Result<(), ReconcileError> {
+    let Some(target) = target(ctx, canary).await? else {
+        return Ok(());
+    };
+    let uid = canary.uid().unwrap_or_default();
+    let namespace = canary.namespace().unwrap_or_else(|| "default".into());
+    let primary_ref = ObjectRef::new(
+        "apps/v1",
+        "Deployment",
+        &namespace,
+        &primary_name(&canary.spec.target_ref.name),
+    );
+    if ctx.cluster.get(&primary_ref).await?.is_none() {
+        for copy in objects::config_copies(canary, &uid, &configs(ctx, canary, &target).await?) {
+            ctx.cluster.apply(copy).await?;
+        }
+        let primary = objects::primary_deployment(canary, &uid, &target, None)
+            .map_err(object_error(canary))?;
+        ctx.cluster.apply(primary).await?;
+    }
+    if let Some(reference) = &canary.spec.autoscaler_ref {
+        let hpa_ref = ObjectRef::new(
+            reference.api_version.as_deref().unwrap_or("autoscaling/v2"),
+            &reference.kind,
+            &namespace,
+            &reference.name,
+        );
+        if let Some(hpa) = ctx.cluster.get(&hpa_ref).await? {
+            let copy =
+                objects::primary_autoscaler(canary, &uid, &hpa).map_err(object_error(canary))?;
+            ctx.cluster.apply(copy).await?;
+        }
+    }
+    for service in objects::services(canary, &uid, &target).map_err(object_error(canary))? {
+        ctx.cluster.apply(service).await?;
+    }
+    match &ctx.router {
+        Some(router) => router.reconcile(canary).await?,
+        None => {
+            router::for_provider(provider, ctx.cluster.clone())?
+                .reconcile(canary)
+                .await?
+        }
+    }
+    Ok(())
+}
+
+/// Copies the canary's pod template and configs to the primary.
+async fn promote(ctx: &Context, canary: &Canary, revision: &str) -> Result<(), ReconcileError> {
+    let Some(target) = target(ctx, canary).await? else {
+        return Ok(());
+    };
+    let uid = canary.uid().unwrap_or_default();
+    for copy in objects::config_copies(canary, &uid, &configs(ctx, canary, &target).await?) {
+        ctx.cluster.apply(copy).await?;
+    }
+    let namespace = canary.namespace().unwrap_or_else(|| "default".into());
+    let primary_ref = ObjectRef::new(
+        "apps/v1",
+        "Deployment",
+        &namespace,
+        &primary_name(&canary.spec.target_ref.name),
+    );
+    let replicas = ctx
+        .cluster
+        .get(&primary_ref)
+        .await?
+        .and_then(|p| p.pointer("/spec/replicas").and_then(Value::as_i64))
+        .and_then(|r| i32::try_from(r).ok());
+    let mut primary =
+        objects::promote_primary(canary, &uid, &target, replicas).map_err(object_error(canary))?;
+    objects::stamp_revision(&mut primary, revision);
+    ctx.cluster.apply(primary).await?;
+    Ok(())
+}
+
+/// Reads a Canary stored in `cluster` (the memory cluster's way of being watched).
+pub async fn load_canary(
+    cluster: &dyn Cluster,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Canary>, ClusterError> {
+    let reference = ObjectRef::new("sluice.dev/v1alpha1", "Canary", namespace, name);
+    match cluster.get(&reference).await? {
+        None => Ok(None),
+        Some(value) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| ClusterError::Invalid {
+                object: reference.to_string(),
+                message: e.to_string(),
+            }),
+    }
+}

@@ -1,0 +1,306 @@
+//! Gateway API: one HTTPRoute named after the apex Service, attached to the Canary's
+//! `service.gatewayRefs`, that splits traffic between `<service>-primary` and `<service>-canary`
+//! by backend weight, and for A/B testing first sends the requests matching `analysis.match` to
+//! the canary.
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use serde_json::{Map, Value, json};
+
+use super::{Router, RouterError};
+use crate::cluster::objects::{owner_reference, primary_name};
+use crate::cluster::{Cluster, ObjectRef};
+use crate::providers::BoxFuture;
+use sluice_core::api::{Canary, RequestMatch, ServiceSpec, StringMatch};
+use sluice_core::rollout::Routes;
+
+pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
+
+pub struct GatewayApi {
+    pub cluster: Arc<dyn Cluster>,
+}
+
+impl GatewayApi {
+    pub fn new(cluster: Arc<dyn Cluster>) -> Self {
+        Self { cluster }
+    }
+}
+
+fn namespace(canary: &Canary) -> String {
+    canary.namespace().unwrap_or_else(|| "default".into())
+}
+
+fn route_ref(canary: &Canary) -> ObjectRef {
+    ObjectRef::new(
+        API_VERSION,
+        "HTTPRoute",
+        &namespace(canary),
+        &canary.spec.service_name(),
+    )
+}
+
+fn service(canary: &Canary) -> Result<&ServiceSpec, RouterError> {
+    canary.spec.service.as_ref().ok_or_else(|| {
+        RouterError::Invalid(format!(
+            "Canary {}/{} has no spec.service: the Gateway API router needs its port",
+            namespace(canary),
+            canary.name_any()
+        ))
+    })
+}
+
+fn canary_service(apex: &str) -> String {
+    format!("{apex}-canary")
+}
+
+/// The HTTPRoute that sends traffic as `routes` says.
+pub fn http_route(canary: &Canary, routes: Routes) -> Result<Value, RouterError> {
+    let service = service(canary)?;
+    let apex = canary.spec.service_name();
+    // Gateways answer 500 to a rule whose backends all weigh 0: refuse rather than drop traffic.
+    if routes.primary + routes.canary == 0 {
+        return Err(RouterError::Invalid(format!(
+            "refusing to route no traffic to either arm of HTTPRoute {}/{apex}",
+            namespace(canary)
+        )));
+    }
+    let backends = |primary: u32, canary_weight: u32| {
+        json!([
+            {"name": primary_name(&apex), "port": service.port, "weight": primary},
+            {"name": canary_service(&apex), "port": service.port, "weight": canary_weight},
+        ])
+    };
+    let mut rules = Vec::new();
+    if routes.canary_match {
+        // Both backends are listed, the primary at weight 0, so that every rule has the same shape
+        // and switching a rule between arms is a change of weights only.
+        rules.push(json!({
+            "matches": header_matches(canary)?,
+            "backendRefs": backends(0, 100),
+        }));
+    }
+    rules.push(json!({"backendRefs": backends(routes.primary, routes.canary)}));
+
+    let parent_refs: Vec<Value> = service
+        .gateway_refs
+        .iter()
+        .map(|gateway| {
+            let mut parent = Map::new();
+            parent.insert("name".into(), json!(gateway.name));
+            if let Some(ns) = &gateway.namespace {
+                parent.insert("namespace".into(), json!(ns));
+            }
+            if let Some(section) = &gateway.section_name {
+                parent.insert("sectionName".into(), json!(section));
+            }
+            Value::Object(parent)
+        })
+        .collect();
+    let mut spec = Map::new();
+    spec.insert("parentRefs".into(), Value::Array(parent_refs));
+    if !service.hosts.is_empty() {
+        spec.insert("hostnames".into(), json!(service.hosts));
+    }
+    spec.insert("rules".into(), Value::Array(rules));
+
+    let mut metadata = Map::new();
+    metadata.insert("name".into(), json!(apex));
+    metadata.insert("namespace".into(), json!(namespace(canary)));
+    // A Canary read from the API server always has a uid; one built in process (a test, a dry
+    // run) has none, and an owner reference without a uid would be refused.
+    if let Some(uid) = canary.metadata.uid.as_deref() {
+        metadata.insert(
+            "ownerReferences".into(),
+            json!([owner_reference(canary, uid)]),
+        );
+    }
+    Ok(json!({
+        "apiVersion": API_VERSION,
+        "kind": "HTTPRoute",
+        "metadata": Value::Object(metadata),
+        "spec": Value::Object(spec),
+    }))
+}
+
+/// `analysis.match` as HTTPRoute matches: each entry is one match (entries are alternatives), its
+/// headers all apply (conjunction), as in Flagger.
+fn header_matches(canary: &Canary) -> Result<Value, RouterError> {
+    let matches = &canary.spec.analysis.matches;
+    if matches.is_empty() {
+        return Err(RouterError::Invalid(
+            "A/B testing needs analysis.match: without it there is nothing to send to the canary"
+                .into(),
+        ));
+    }
+    matches
+        .iter()
+        .enumerate()
+        .map(|(i, request)| header_match(i, request))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
+}
+
+fn header_match(index: usize, request: &RequestMatch) -> Result<Value, RouterError> {
+    // A match without conditions matches every request and would send all traffic to the canary.
+    if request.headers.is_empty() {
+        return Err(RouterError::Invalid(format!(
+            "analysis.match[{index}] has no headers: it would send every request to the canary"
+        )));
+    }
+    let headers = request
+        .headers
+        .iter()
+        .map(|(name, matcher)| {
+            let (kind, value) = string_match(matcher).ok_or_else(|| {
+                RouterError::Invalid(format!(
+                    "analysis.match[{index}].headers.{name} needs exact, prefix or regex"
+                ))
+            })?;
+            Ok(json!({"name": name, "type": kind, "value": value}))
+        })
+        .collect::<Result<Vec<_>, RouterError>>()?;
+    Ok(json!({"headers": headers}))
+}
+
+/// Gateway API header matches are Exact or RegularExpression; a prefix becomes an anchored
+/// regular expression.
+fn string_match(matcher: &StringMatch) -> Option<(&'static str, String)> {
+    if let Some(exact) = &matcher.exact {
+        return Some(("Exact", exact.clone()));
+    }
+    if let Some(prefix) = &matcher.prefix {
+        return Some(("RegularExpression", format!("^{}.*", quote_regex(prefix))));
+    }
+    matcher
+        .regex
+        .as_ref()
+        .map(|regex| ("RegularExpression", regex.clone()))
+}
+
+/// Escapes the metacharacters of RE2 and ECMAScript-like syntaxes, the dialects gateways use.
+fn quote_regex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Whether a rule selects requests by header (the A/B rule) rather than taking the rest. Path
+/// matches do not count: API servers default a rule without matches to `PathPrefix /`.
+fn has_header_match(rule: &Value) -> bool {
+    rule.get("matches")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|m| {
+            m.get("headers")
+                .and_then(Value::as_array)
+                .is_some_and(|h| !h.is_empty())
+        })
+}
+
+/// The weight a rule gives a backend: 0 when it is not listed, 1 when listed without a weight
+/// (the Gateway API default).
+fn weight(rule: &Value, backend: &str) -> u64 {
+    rule.get("backendRefs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|b| b.get("name").and_then(Value::as_str) == Some(backend))
+        .map(|b| b.get("weight").and_then(Value::as_u64).unwrap_or(1))
+        .sum()
+}
+
+/// Where a stored HTTPRoute sends traffic. Weights are relative in the Gateway API; they are read
+/// back as percentages.
+pub fn routes_of(canary: &Canary, route: &Value) -> Result<Routes, RouterError> {
+    let apex = canary.spec.service_name();
+    let (primary, canary_backend) = (primary_name(&apex), canary_service(&apex));
+    let rules: Vec<&Value> = route
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    let canary_match = rules
+        .iter()
+        .any(|r| has_header_match(r) && weight(r, &canary_backend) > 0);
+    let unreadable =
+        |why: &str| RouterError::Invalid(format!("HTTPRoute {}/{} {why}", namespace(canary), apex));
+    // The last rule without header matches takes the requests no other rule took.
+    let rest = rules
+        .iter()
+        .rev()
+        .find(|r| !has_header_match(r))
+        .ok_or_else(|| unreadable("has no rule for requests without matching headers"))?;
+    let (p, c) = (weight(rest, &primary), weight(rest, &canary_backend));
+    let total = p + c;
+    if total == 0 {
+        return Err(unreadable(&format!(
+            "sends no traffic to {primary} or {canary_backend}"
+        )));
+    }
+    let canary_percent = u32::try_from((c * 100 + total / 2) / total).unwrap_or(100);
+    Ok(Routes {
+        primary: 100 - canary_percent,
+        canary: canary_percent,
+        canary_match,
+    })
+}
+
+impl Router for GatewayApi {
+    fn reconcile<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async move {
+            // An existing route keeps its weights (a release may be under way) but takes the
+            // Canary's current gateways and hosts. One whose weights cannot be read is reset to
+            // the primary, the state a route is created in.
+            let routes = match self.cluster.get(&route_ref(canary)).await? {
+                Some(existing) => {
+                    routes_of(canary, &existing).unwrap_or_else(|_| Routes::all_primary())
+                }
+                None => Routes::all_primary(),
+            };
+            self.cluster.apply(http_route(canary, routes)?).await?;
+            Ok(())
+        })
+    }
+
+    fn set_routes<'a>(
+        &'a self,
+        canary: &'a Canary,
+        routes: Routes,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async move {
+            self.cluster.apply(http_route(canary, routes)?).await?;
+            Ok(())
+        })
+    }
+
+    fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Routes, RouterError>> {
+        Box::pin(async move {
+            let reference = route_ref(canary);
+            match self.cluster.get(&reference).await? {
+                Some(route) => routes_of(canary, &route),
+                None => Err(RouterError::Invalid(format!(
+                    "{reference} does not exist: the router has not been reconciled"
+                ))),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_quoted() {
+        assert_eq!(quote_regex("v1.2+(beta)"), r"v1\.2\+\(beta\)");
+        assert_eq!(quote_regex("plain"), "plain");
+    }
+}

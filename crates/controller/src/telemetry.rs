@@ -1,0 +1,294 @@
+//! sluice's own Prometheus metrics, kept apart from the logic: the reconcile reports what it did
+//! and this turns it into series.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use sluice_core::analysis::Outcome as MetricOutcome;
+use sluice_core::api::{CanaryStatus, Phase};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CanaryLabels {
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    namespace: String,
+    name: String,
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AnalysisLabels {
+    namespace: String,
+    name: String,
+    metric: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    outcome: String,
+}
+
+const PHASES: [Phase; 9] = [
+    Phase::Initializing,
+    Phase::Initialized,
+    Phase::Waiting,
+    Phase::Progressing,
+    Phase::WaitingPromotion,
+    Phase::Promoting,
+    Phase::Finalising,
+    Phase::Succeeded,
+    Phase::Failed,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    phase: Family<PhaseLabels, Gauge>,
+    weight: Family<CanaryLabels, Gauge>,
+    failed_checks: Family<CanaryLabels, Gauge>,
+    analysis: Family<AnalysisLabels, Counter>,
+    releases: Family<ResultLabels, Counter>,
+    durations: Family<ResultLabels, Histogram>,
+    reconciles: Counter,
+    errors: Counter,
+    leader: Gauge,
+    /// Serialises encoding with updates of several families at once.
+    lock: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let phase = Family::<PhaseLabels, Gauge>::default();
+        let weight = Family::<CanaryLabels, Gauge>::default();
+        let failed_checks = Family::<CanaryLabels, Gauge>::default();
+        let analysis = Family::<AnalysisLabels, Counter>::default();
+        let releases = Family::<ResultLabels, Counter>::default();
+        let durations = Family::<ResultLabels, Histogram>::new_with_constructor(|| {
+            // 1 minute to about 17 hours.
+            Histogram::new(exponential_buckets(60.0, 2.0, 11))
+        });
+        let reconciles = Counter::default();
+        let errors = Counter::default();
+        let leader = Gauge::default();
+        registry.register(
+            "canary_phase",
+            "1 for the phase each Canary is in",
+            phase.clone(),
+        );
+        registry.register(
+            "canary_weight",
+            "Canary traffic weight, percent",
+            weight.clone(),
+        );
+        registry.register(
+            "canary_failed_checks",
+            "Failed guardrail checks in the current release",
+            failed_checks.clone(),
+        );
+        registry.register(
+            "analysis_results",
+            "Analysed intervals per metric and outcome",
+            analysis.clone(),
+        );
+        registry.register("releases", "Finished releases by outcome", releases.clone());
+        registry.register(
+            "release_duration_seconds",
+            "Release durations by outcome",
+            durations.clone(),
+        );
+        registry.register("reconciles", "Reconciles run", reconciles.clone());
+        registry.register("reconcile_errors", "Reconciles that failed", errors.clone());
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            phase,
+            weight,
+            failed_checks,
+            analysis,
+            releases,
+            durations,
+            reconciles,
+            errors,
+            leader,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Records one reconcile of a Canary: `before` and `after` are its status on both sides,
+    /// `outcomes` the metrics judged in it, `now` Unix seconds.
+    pub fn record(
+        &self,
+        namespace: &str,
+        name: &str,
+        before: Option<&CanaryStatus>,
+        after: &CanaryStatus,
+        outcomes: &[(String, MetricOutcome)],
+        now: i64,
+    ) {
+        let _guard = self.lock.lock();
+        self.reconciles.inc();
+        let canary = CanaryLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        for phase in PHASES {
+            let labels = PhaseLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                phase: format!("{phase:?}"),
+            };
+            self.phase
+                .get_or_create(&labels)
+                .set(i64::from(after.phase == Some(phase)));
+        }
+        self.weight
+            .get_or_create(&canary)
+            .set(i64::from(after.canary_weight));
+        self.failed_checks
+            .get_or_create(&canary)
+            .set(i64::from(after.evidence.failed_checks));
+        for (metric, outcome) in outcomes {
+            let labels = AnalysisLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                metric: metric.clone(),
+                outcome: format!("{outcome:?}").to_lowercase(),
+            };
+            self.analysis.get_or_create(&labels).inc();
+        }
+        let ended = |s: Option<&CanaryStatus>| {
+            matches!(
+                s.and_then(|s| s.phase),
+                Some(Phase::Succeeded | Phase::Failed)
+            )
+        };
+        if ended(Some(after)) && !ended(before) {
+            let outcome = if after.phase == Some(Phase::Succeeded) {
+                "succeeded"
+            } else {
+                "failed"
+            };
+            let labels = ResultLabels {
+                outcome: outcome.into(),
+            };
+            self.releases.get_or_create(&labels).inc();
+            // The release began when the Promoted condition went Unknown.
+            let started = before
+                .and_then(|s| {
+                    s.conditions
+                        .iter()
+                        .find(|c| c.kind == "Promoted" && c.status == "Unknown")
+                })
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(&c.last_transition_time).ok());
+            if let Some(started) = started {
+                let seconds = (now - started.timestamp()).max(0) as f64;
+                self.durations.get_or_create(&labels).observe(seconds);
+            }
+        }
+    }
+
+    pub fn record_error(&self) {
+        self.errors.inc();
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let _guard = self.lock.lock();
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::api::Condition;
+
+    #[test]
+    fn records_phases_weights_results_and_durations() {
+        let m = Metrics::new();
+        let before = CanaryStatus {
+            phase: Some(Phase::Progressing),
+            canary_weight: 50,
+            conditions: vec![Condition {
+                kind: "Promoted".into(),
+                status: "Unknown".into(),
+                reason: "Progressing".into(),
+                message: String::new(),
+                last_transition_time: "2026-11-20T10:00:00Z".into(),
+            }],
+            ..CanaryStatus::default()
+        };
+        let after = CanaryStatus {
+            phase: Some(Phase::Succeeded),
+            ..CanaryStatus::default()
+        };
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:06:00Z")
+            .unwrap()
+            .timestamp();
+        m.record(
+            "test",
+            "podinfo",
+            Some(&before),
+            &after,
+            &[("errors".into(), MetricOutcome::Pass)],
+            at,
+        );
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"sluice_canary_phase{namespace="test",name="podinfo",phase="Succeeded"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"sluice_canary_phase{namespace="test",name="podinfo",phase="Progressing"} 0"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"sluice_analysis_results_total{namespace="test",name="podinfo",metric="errors",outcome="pass"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"sluice_releases_total{outcome="succeeded"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_release_duration_seconds_sum{outcome="succeeded"} 360.0"#),
+            "{text}"
+        );
+        // The same end seen again is not a second release.
+        m.record("test", "podinfo", Some(&after), &after, &[], at + 60);
+        assert!(
+            m.encode()
+                .contains(r#"sluice_releases_total{outcome="succeeded"} 1"#)
+        );
+    }
+}

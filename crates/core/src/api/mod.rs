@@ -1,0 +1,11 @@
+//! The resources users write, and the status sluice writes back. Depends on nothing of ours.
+
+mod canary;
+pub mod duration;
+mod metric_template;
+mod status;
+pub mod validate;
+
+pub use canary::*;
+pub use metric_template::*;
+pub use status::*;
