@@ -232,9 +232,9 @@ struct ControllerArgs {
     /// Watch one namespace only (default: all).
     #[arg(long)]
     watch_namespace: Option<String>,
-    /// Router for Canaries without spec.provider: gatewayapi or kubernetes.
+    /// Router for Canaries without spec.provider: gatewayapi, gatewayapi:v1 or kubernetes.
     #[arg(long, default_value = "gatewayapi")]
-    router: String,
+    router: sluice_core::api::RouterKind,
     /// Timeout for each metrics query, in seconds (1 to 3600).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     query_timeout: u64,
@@ -494,13 +494,6 @@ fn run_bench(args: BenchArgs) -> ExitCode {
 
 fn run_controller(args: ControllerArgs) -> ExitCode {
     use sluice_controller::run::{Options, RunError, run};
-    if let Err(e) = sluice_controller::router::for_provider(
-        &args.router,
-        Arc::new(sluice_controller::cluster::memory::MemoryCluster::new()),
-    ) {
-        eprintln!("error: --router: {e}");
-        return ExitCode::from(exit::USAGE);
-    }
     let identity = args.identity.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())

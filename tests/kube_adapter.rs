@@ -728,13 +728,11 @@ impl Observer for Healthy {
 async fn reconcile_once(script: Vec<Call>, canary: Canary, now: i64) -> Outcome {
     let _ = rustls::crypto::ring::default_provider().install_default();
     exchange(script, |client| async move {
-        let ctx = Context {
-            cluster: Arc::new(KubeCluster::new(client)),
-            hooks: Hooks::new().unwrap(),
-            observer: Arc::new(Healthy),
-            default_router: "gatewayapi".into(),
-            router: None,
-        };
+        let ctx = Context::new(
+            Arc::new(KubeCluster::new(client)),
+            Arc::new(Healthy),
+            Hooks::new().unwrap(),
+        );
         reconcile(&ctx, &canary, now).await
     })
     .await

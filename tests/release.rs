@@ -138,13 +138,7 @@ fn run(file: &Path, observer: Arc<dyn Observer>, start: i64, until: &[Phase], ma
     for _ in 0..max {
         let cluster = Arc::new(MemoryCluster::persisted(file.to_path_buf()).unwrap());
         cluster.set_now(trail.now);
-        let ctx = Context {
-            cluster: cluster.clone(),
-            hooks: Hooks::new().unwrap(),
-            observer: observer.clone(),
-            default_router: "gatewayapi".into(),
-            router: None,
-        };
+        let ctx = Context::new(cluster.clone(), observer.clone(), Hooks::new().unwrap());
         let canary = block(load_canary(cluster.as_ref(), "test", "podinfo"))
             .unwrap()
             .unwrap();

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use sluice_controller::cluster::memory::MemoryCluster;
 use sluice_controller::cluster::{Cluster, ObjectRef, objects};
-use sluice_controller::router::{self, Router, RouterError};
-use sluice_core::api::Canary;
+use sluice_controller::router::{self, Router, Routers};
+use sluice_core::api::{Canary, RouterKind};
 use sluice_core::rollout::Routes;
 
 const UID: &str = "0b7c6f1e-4a55-4c4e-9a51-2f0c7d1e9b11";
@@ -106,8 +106,8 @@ fn weighted(primary: u32, canary: u32) -> Value {
     ]})
 }
 
-fn gateway(cluster: &Arc<MemoryCluster>) -> Box<dyn Router> {
-    router::for_provider("gatewayapi", cluster.clone()).unwrap()
+fn gateway(cluster: &Arc<MemoryCluster>) -> Arc<dyn Router> {
+    router::build(RouterKind::GatewayApi, cluster.clone())
 }
 
 #[tokio::test]
@@ -279,7 +279,7 @@ async fn apex(cluster: &MemoryCluster) -> Value {
 #[tokio::test]
 async fn kubernetes_switches_the_apex_selector_between_the_arms() {
     let cluster = cluster_with_services().await;
-    let router = router::for_provider("kubernetes", cluster.clone()).unwrap();
+    let router = router::build(RouterKind::Kubernetes, cluster.clone());
     let canary = canary();
     router.reconcile(&canary).await.unwrap();
     assert_eq!(
@@ -325,7 +325,7 @@ async fn kubernetes_switches_the_apex_selector_between_the_arms() {
 #[tokio::test]
 async fn kubernetes_refuses_to_split_or_match() {
     let cluster = cluster_with_services().await;
-    let router = router::for_provider("kubernetes", cluster.clone()).unwrap();
+    let router = router::build(RouterKind::Kubernetes, cluster.clone());
     let canary = canary();
     let error = router
         .set_routes(&canary, Routes::canary_weight(50))
@@ -349,7 +349,7 @@ async fn kubernetes_refuses_to_split_or_match() {
 #[tokio::test]
 async fn kubernetes_needs_the_services() {
     let cluster = Arc::new(MemoryCluster::new());
-    let router = router::for_provider("kubernetes", cluster).unwrap();
+    let router = router::build(RouterKind::Kubernetes, cluster);
     let error = router.reconcile(&canary()).await.unwrap_err();
     assert!(
         error
@@ -361,18 +361,61 @@ async fn kubernetes_needs_the_services() {
 
 #[test]
 fn providers_are_chosen_by_name() {
-    let cluster: Arc<dyn Cluster> = Arc::new(MemoryCluster::new());
     for name in ["gatewayapi", "gatewayapi:v1", "kubernetes"] {
-        assert!(
-            router::for_provider(name, cluster.clone()).is_ok(),
-            "{name}"
-        );
+        assert_eq!(name.parse::<RouterKind>().unwrap().name(), name);
     }
-    let Err(RouterError::Invalid(message)) = router::for_provider("istio", cluster) else {
-        panic!("istio is not a provider yet");
-    };
+    let message = "istio".parse::<RouterKind>().unwrap_err().to_string();
     assert_eq!(
         message,
         "unknown router provider \"istio\"; known providers: gatewayapi, gatewayapi:v1, kubernetes"
     );
+}
+
+#[tokio::test]
+async fn a_canary_gets_the_router_its_provider_names_else_the_default() {
+    let cluster = cluster_with_services().await;
+    let routers = Routers::new(cluster.clone(), RouterKind::Kubernetes);
+    let mut canary = canary();
+    // The Kubernetes router cannot split: a 50% weight tells the two apart.
+    canary.spec.provider = None;
+    let error = routers
+        .for_canary(&canary)
+        .unwrap()
+        .set_routes(&canary, Routes::canary_weight(50))
+        .await;
+    assert!(
+        error.is_err(),
+        "the default (kubernetes) router split traffic"
+    );
+    canary.spec.provider = Some(RouterKind::GatewayApi);
+    let router = routers.for_canary(&canary).unwrap();
+    router.reconcile(&canary).await.unwrap();
+    router
+        .set_routes(&canary, Routes::canary_weight(50))
+        .await
+        .unwrap();
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::canary_weight(50)
+    );
+}
+
+#[tokio::test]
+async fn the_memory_cluster_refuses_kinds_no_router_declares() {
+    // As the API-server adapter would: a router writing an undeclared kind fails in tests too.
+    let cluster = MemoryCluster::new();
+    let object = serde_json::json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+    });
+    let error = cluster.apply(object).await.unwrap_err().to_string();
+    assert!(
+        error.contains("does not manage VirtualService objects"),
+        "{error}"
+    );
+    let route = serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+    });
+    cluster.apply(route).await.unwrap();
 }

@@ -1,6 +1,6 @@
 //! The controller and everything that talks to the world: the cluster (`cluster`: the API server
 //! and an in-memory stand-in), traffic routers (`router`), metrics providers (`providers`),
-//! webhooks (`hooks`), the reconcile loop and its observer (`reconcile`, `observer`, `run`,
+//! webhooks (`hooks`), notifiers (`notify`), the reconcile loop and its observer (`reconcile`, `observer`, `run`,
 //! `leader`), sluice's own metrics (`telemetry`), and `sluice analyse` (`replay`).
 //!
 //! The decisions themselves live in `sluice_core`; this crate gathers their inputs and applies
@@ -11,6 +11,7 @@ pub mod error_chain;
 pub mod hooks;
 pub mod leader;
 pub mod load;
+pub mod notify;
 pub mod observer;
 pub mod providers;
 pub mod reconcile;

@@ -1,5 +1,5 @@
 //! One reconcile of one Canary: observe the world, run the rollout's step, carry out its actions,
-//! write the status. The same function serves the Kubernetes controller (over `cluster::kube`),
+//! write the status. The same function serves the Kubernetes controller (over `cluster::apiserver`),
 //! the demo and the tests (over `cluster::memory`).
 
 use std::sync::Arc;
@@ -12,8 +12,9 @@ use crate::cluster::objects::{self, ObjectError, primary_name};
 use crate::cluster::observe::observe;
 use crate::cluster::{Cluster, ClusterError, Event, ObjectRef};
 use crate::hooks::Hooks;
-use crate::router::{self, Router, RouterError};
-use sluice_core::api::{Canary, HookType, Phase};
+use crate::notify::{Notification, Notifier};
+use crate::router::{RouterError, Routers};
+use sluice_core::api::{Canary, HookType, Phase, RouterKind};
 use sluice_core::rollout::{self, Action, Decision, Inputs, Step};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,13 +32,51 @@ pub enum ReconcileError {
 /// What reconciles need, shared by every Canary.
 pub struct Context {
     pub cluster: Arc<dyn Cluster>,
-    pub hooks: Hooks,
+    /// The Canary's webhooks as gates (`confirm-rollout`, `pre-rollout`, ...).
+    pub hooks: Arc<Hooks>,
     pub observer: Arc<dyn Observer>,
-    /// Router used when a Canary sets no `spec.provider`.
-    pub default_router: String,
-    /// When set, used for every Canary instead of the router its provider names: the demo's
-    /// local proxy steers real traffic that no Kubernetes object describes.
-    pub router: Option<Arc<dyn Router>>,
+    pub routers: Routers,
+    /// Everyone told what a release did; the webhooks first.
+    pub notifiers: Vec<Arc<dyn Notifier>>,
+}
+
+impl Context {
+    /// Every registered router over `cluster` (Gateway API for Canaries without
+    /// `spec.provider`, until `with_default_router`), the webhooks as gates and as the first
+    /// notifier.
+    pub fn new(cluster: Arc<dyn Cluster>, observer: Arc<dyn Observer>, hooks: Hooks) -> Self {
+        let hooks = Arc::new(hooks);
+        Self {
+            routers: Routers::new(cluster.clone(), RouterKind::GatewayApi),
+            cluster,
+            notifiers: vec![hooks.clone() as Arc<dyn Notifier>],
+            hooks,
+            observer,
+        }
+    }
+
+    /// The router of Canaries without `spec.provider` (the controller's `--router`).
+    pub fn with_default_router(mut self, kind: RouterKind) -> Self {
+        self.routers = Routers::new(self.cluster.clone(), kind);
+        self
+    }
+
+    /// Other routers than the registered ones, such as `Routers::only` for the demo's proxy.
+    pub fn with_routers(mut self, routers: Routers) -> Self {
+        self.routers = routers;
+        self
+    }
+
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifiers.push(notifier);
+        self
+    }
+
+    async fn notify(&self, notification: Notification<'_>) {
+        for notifier in &self.notifiers {
+            notifier.notify(notification).await;
+        }
+    }
 }
 
 /// What one reconcile did, for the caller's metrics and requeue.
@@ -120,13 +159,8 @@ async fn carry_out(
     checksum: &str,
 ) -> Result<(), ReconcileError> {
     let namespace = canary.namespace().unwrap_or_else(|| "default".into());
-    let provider = canary
-        .spec
-        .provider
-        .clone()
-        .unwrap_or_else(|| ctx.default_router.clone());
     match action {
-        Action::Bootstrap => bootstrap(ctx, canary, &provider).await,
+        Action::Bootstrap => bootstrap(ctx, canary).await,
         Action::ScaleTarget(replicas) => {
             if let Some(target) = target(ctx, canary).await? {
                 ctx.cluster
@@ -137,18 +171,21 @@ async fn carry_out(
         }
         Action::PromotePrimary => promote(ctx, canary, checksum).await,
         Action::SetRoutes(routes) => {
-            match &ctx.router {
-                Some(router) => router.set_routes(canary, *routes).await?,
-                None => {
-                    router::for_provider(&provider, ctx.cluster.clone())?
-                        .set_routes(canary, *routes)
-                        .await?
-                }
-            }
+            ctx.routers
+                .for_canary(canary)?
+                .set_routes(canary, *routes)
+                .await?;
             Ok(())
         }
         Action::Notify(kind) => {
-            ctx.hooks.notify(canary, *kind, phase, checksum, None).await;
+            ctx.notify(Notification {
+                canary,
+                kind: *kind,
+                phase,
+                revision: checksum,
+                message: None,
+            })
+            .await;
             Ok(())
         }
         Action::Event {
@@ -169,9 +206,14 @@ async fn carry_out(
             ctx.cluster
                 .event(&namespace, &canary.name_any(), &event)
                 .await?;
-            ctx.hooks
-                .notify(canary, HookType::Event, phase, checksum, Some(message))
-                .await;
+            ctx.notify(Notification {
+                canary,
+                kind: HookType::Event,
+                phase,
+                revision: checksum,
+                message: Some(message),
+            })
+            .await;
             Ok(())
         }
     }
@@ -212,7 +254,7 @@ async fn configs(
 /// Creates what the Canary needs and does not have: config copies, the primary, its autoscaler,
 /// the Services and the router's objects. An existing primary is left alone: it changes only on
 /// promotion.
-async fn bootstrap(ctx: &Context, canary: &Canary, provider: &str) -> Result<(), ReconcileError> {
+async fn bootstrap(ctx: &Context, canary: &Canary) -> Result<(), ReconcileError> {
     let Some(target) = target(ctx, canary).await? else {
         return Ok(());
     };
@@ -248,14 +290,7 @@ async fn bootstrap(ctx: &Context, canary: &Canary, provider: &str) -> Result<(),
     for service in objects::services(canary, &uid, &target).map_err(object_error(canary))? {
         ctx.cluster.apply(service).await?;
     }
-    match &ctx.router {
-        Some(router) => router.reconcile(canary).await?,
-        None => {
-            router::for_provider(provider, ctx.cluster.clone())?
-                .reconcile(canary)
-                .await?
-        }
-    }
+    ctx.routers.for_canary(canary)?.reconcile(canary).await?;
     Ok(())
 }
 

@@ -24,7 +24,7 @@ use crate::error_chain::error_chain;
 use crate::hooks::Hooks;
 use crate::telemetry::Metrics;
 use sluice_core::api::validate::validate_canary;
-use sluice_core::api::{Canary, Phase};
+use sluice_core::api::{Canary, Phase, RouterKind};
 
 pub struct Options {
     pub metrics_address: SocketAddr,
@@ -34,7 +34,7 @@ pub struct Options {
     pub lease_namespace: String,
     pub identity: String,
     pub watch_namespace: Option<String>,
-    pub router: String,
+    pub router: RouterKind,
     pub query_timeout: Duration,
 }
 
@@ -123,13 +123,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         options.query_timeout,
     ));
     let data = Arc::new(Data {
-        ctx: Context {
-            cluster,
-            hooks,
-            observer,
-            default_router: options.router.clone(),
-            router: None,
-        },
+        ctx: Context::new(cluster, observer, hooks).with_default_router(options.router),
         metrics: metrics.clone(),
     });
 

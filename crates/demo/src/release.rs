@@ -19,7 +19,7 @@ use sluice_controller::cluster::{Cluster, ClusterError, ObjectRef};
 use sluice_controller::hooks::Hooks;
 use sluice_controller::observer::PrometheusObserver;
 use sluice_controller::reconcile::{Context, ReconcileError, load_canary, reconcile};
-use sluice_controller::router::Router;
+use sluice_controller::router::{Router, Routers};
 use sluice_core::api::{Canary, CanaryStatus, MetricTemplate, Phase};
 
 /// The Canary the demo and the end-to-end tests release (documented in the file).
@@ -168,13 +168,9 @@ impl Release {
             Some(prometheus.to_string()),
             QUERY_TIMEOUT,
         ));
-        let ctx = Context {
-            cluster: cluster.clone(),
-            hooks: Hooks::new().map_err(|e| ReleaseError::Hooks(e.to_string()))?,
-            observer,
-            default_router: "local".into(),
-            router: Some(router),
-        };
+        let hooks = Hooks::new().map_err(|e| ReleaseError::Hooks(e.to_string()))?;
+        let ctx =
+            Context::new(cluster.clone(), observer, hooks).with_routers(Routers::only(router));
         Ok(Self {
             cluster,
             ctx,

@@ -1,14 +1,17 @@
 //! The `Cluster` over a real Kubernetes API server, through kube-rs.
 //!
-//! Objects stay JSON end to end: each `ObjectRef` is resolved to its REST resource from a small
-//! table of the kinds sluice touches (no discovery round trip, and a typo in a kind is an error
-//! here rather than a 404 from a guessed URL), read and written as `DynamicObject`s.
+//! Objects stay JSON end to end: each `ObjectRef` is resolved to its REST resource from the
+//! kinds sluice manages (`resources::CORE` and each router's), read and written as
+//! `DynamicObject`s.
 
 use ::kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use ::kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use ::kube::{Client, Resource};
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
+use super::resources;
 use super::{Cluster, ClusterError, Event, ObjectRef};
 use crate::error_chain::error_chain;
 use crate::providers::BoxFuture;
@@ -25,56 +28,15 @@ const EVENT_ACTION: &str = "Reconcile";
 const REASON_LIMIT: usize = 128;
 const NOTE_LIMIT: usize = 1024;
 
-/// `(apiVersion, kind, plural)` of every object sluice reads or writes. The autoscaler is copied
-/// with the apiVersion the Canary's `autoscalerRef` names, so both served versions are here.
-const RESOURCES: [(&str, &str, &str); 9] = [
-    ("apps/v1", "Deployment", "deployments"),
-    ("v1", "Service", "services"),
-    ("v1", "ConfigMap", "configmaps"),
-    ("v1", "Secret", "secrets"),
-    (
-        "autoscaling/v2",
-        "HorizontalPodAutoscaler",
-        "horizontalpodautoscalers",
-    ),
-    (
-        "autoscaling/v1",
-        "HorizontalPodAutoscaler",
-        "horizontalpodautoscalers",
-    ),
-    ("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
-    ("sluice.dev/v1alpha1", "Canary", "canaries"),
-    ("sluice.dev/v1alpha1", "MetricTemplate", "metrictemplates"),
-];
-
-/// The REST resource of an object, from `RESOURCES`.
-fn api_resource(object: &ObjectRef) -> Result<ApiResource, ClusterError> {
-    let (_, kind, plural) = RESOURCES
-        .iter()
-        .find(|(api_version, kind, _)| *api_version == object.api_version && *kind == object.kind)
-        .ok_or_else(|| {
-            let known: Vec<String> = RESOURCES
-                .iter()
-                .map(|(api_version, kind, _)| format!("{kind} ({api_version})"))
-                .collect();
-            ClusterError::Invalid {
-                object: object.to_string(),
-                message: format!(
-                    "sluice does not manage {} objects of apiVersion {:?}; it knows {}",
-                    object.kind,
-                    object.api_version,
-                    known.join(", ")
-                ),
-            }
-        })?;
-    // The core group's apiVersion is the bare version.
-    let (group, version) = object
-        .api_version
-        .split_once('/')
-        .unwrap_or(("", object.api_version.as_str()));
+/// The REST resource of an object, from the resources sluice manages.
+fn api_resource(
+    known: &[resources::Resource],
+    object: &ObjectRef,
+) -> Result<ApiResource, ClusterError> {
+    let resource = resources::resolve(known, object)?;
     Ok(ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(group, version, kind),
-        plural,
+        &GroupVersionKind::gvk(resource.group(), resource.version(), resource.kind),
+        resource.plural,
     ))
 }
 
@@ -83,6 +45,7 @@ fn api_resource(object: &ObjectRef) -> Result<ApiResource, ClusterError> {
 pub struct KubeCluster {
     client: Client,
     reporter: Reporter,
+    resources: Arc<[resources::Resource]>,
 }
 
 impl KubeCluster {
@@ -92,11 +55,12 @@ impl KubeCluster {
             // The instance is the host name, which in a pod is the pod's name: Events then tell
             // which replica of the controller recorded them.
             reporter: Reporter::from(FIELD_MANAGER),
+            resources: crate::router::managed_resources().into(),
         }
     }
 
     fn api(&self, object: &ObjectRef) -> Result<Api<DynamicObject>, ClusterError> {
-        let resource = api_resource(object)?;
+        let resource = api_resource(&self.resources, object)?;
         Ok(Api::namespaced_with(
             self.client.clone(),
             &object.namespace,
@@ -281,6 +245,7 @@ impl Cluster for KubeCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::managed_resources;
     use sluice_core::api::MetricTemplate;
 
     #[test]
@@ -299,7 +264,11 @@ mod tests {
                 MetricTemplate::plural(&()),
             ),
         ] {
-            let resource = api_resource(&ObjectRef::new(&api_version, &kind, "ns", name)).unwrap();
+            let resource = api_resource(
+                &managed_resources(),
+                &ObjectRef::new(&api_version, &kind, "ns", name),
+            )
+            .unwrap();
             assert_eq!(resource.plural, plural);
             assert_eq!(resource.group, "sluice.dev");
         }
@@ -307,13 +276,20 @@ mod tests {
 
     #[test]
     fn core_kinds_have_the_empty_group() {
-        let resource = api_resource(&ObjectRef::new("v1", "ConfigMap", "ns", "c")).unwrap();
+        let resource = api_resource(
+            &managed_resources(),
+            &ObjectRef::new("v1", "ConfigMap", "ns", "c"),
+        )
+        .unwrap();
         assert_eq!(
             (resource.group.as_str(), resource.version.as_str()),
             ("", "v1")
         );
         let route = ObjectRef::new("gateway.networking.k8s.io/v1", "HTTPRoute", "ns", "r");
-        assert_eq!(api_resource(&route).unwrap().plural, "httproutes");
+        assert_eq!(
+            api_resource(&managed_resources(), &route).unwrap().plural,
+            "httproutes"
+        );
     }
 
     #[test]
@@ -322,7 +298,11 @@ mod tests {
             ("networking.istio.io/v1", "VirtualService"),
             ("apps/v1beta1", "Deployment"),
         ] {
-            let error = api_resource(&ObjectRef::new(api_version, kind, "ns", "n")).unwrap_err();
+            let error = api_resource(
+                &managed_resources(),
+                &ObjectRef::new(api_version, kind, "ns", "n"),
+            )
+            .unwrap_err();
             let ClusterError::Invalid { message, .. } = error else {
                 panic!("expected Invalid, got {error:?}");
             };

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::resources::{self, Resource};
 use super::{Cluster, ClusterError, Event, ObjectRef};
 use crate::providers::BoxFuture;
 use sluice_core::api::CanaryStatus;
@@ -39,6 +40,9 @@ pub struct RecordedEvent {
 pub struct MemoryCluster {
     state: Mutex<State>,
     file: Option<PathBuf>,
+    /// The kinds the API-server adapter can reach: a router that writes another kind fails here
+    /// as it would against a real cluster, not only in production.
+    resources: Vec<Resource>,
 }
 
 fn key(r: &ObjectRef) -> String {
@@ -56,6 +60,7 @@ impl MemoryCluster {
         Self {
             state: Mutex::new(State::default()),
             file: None,
+            resources: crate::router::managed_resources(),
         }
     }
 
@@ -77,6 +82,7 @@ impl MemoryCluster {
         Ok(Self {
             state: Mutex::new(state),
             file: Some(file),
+            resources: crate::router::managed_resources(),
         })
     }
 
@@ -188,6 +194,7 @@ impl Cluster for MemoryCluster {
         object: &'a ObjectRef,
     ) -> BoxFuture<'a, Result<Option<Value>, ClusterError>> {
         Box::pin(async move {
+            resources::resolve(&self.resources, object)?;
             self.with(false, |s| {
                 let k = key(object);
                 s.objects.get(&k).map(|o| Self::with_status(s, &k, o))
@@ -202,6 +209,7 @@ impl Cluster for MemoryCluster {
                     object: object.to_string().chars().take(80).collect(),
                     message: "needs apiVersion, kind and metadata.name".into(),
                 })?;
+            resources::resolve(&self.resources, &reference)?;
             self.with(true, |s| {
                 let k = key(&reference);
                 let mut stored = s.objects.get(&k).cloned().unwrap_or_else(|| json!({}));

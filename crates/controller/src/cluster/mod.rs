@@ -9,6 +9,7 @@ pub mod apiserver;
 pub mod memory;
 pub mod objects;
 pub mod observe;
+pub mod resources;
 
 use serde_json::Value;
 

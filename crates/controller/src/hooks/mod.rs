@@ -295,3 +295,15 @@ fn hooks_of(canary: &Canary, kind: HookType) -> impl Iterator<Item = &Webhook> {
         .iter()
         .filter(move |hook| hook.kind == kind)
 }
+
+/// The Canary's own webhooks of the notification's kind, as a notifier.
+impl crate::notify::Notifier for Hooks {
+    fn notify<'a>(
+        &'a self,
+        n: crate::notify::Notification<'a>,
+    ) -> crate::providers::BoxFuture<'a, ()> {
+        Box::pin(Hooks::notify(
+            self, n.canary, n.kind, n.phase, n.revision, n.message,
+        ))
+    }
+}

@@ -8,14 +8,20 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use serde_json::{Map, Value, json};
 
-use super::{Router, RouterError};
+use super::{Registration, Router, RouterError};
 use crate::cluster::objects::{owner_reference, primary_name};
+use crate::cluster::resources::Resource;
 use crate::cluster::{Cluster, ObjectRef};
 use crate::providers::BoxFuture;
 use sluice_core::api::{Canary, RequestMatch, ServiceSpec, StringMatch};
 use sluice_core::rollout::Routes;
 
 pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
+
+pub const REGISTRATION: Registration = Registration {
+    build: |cluster| Arc::new(GatewayApi::new(cluster)),
+    resources: &[Resource::new(API_VERSION, "HTTPRoute", "httproutes")],
+};
 
 pub struct GatewayApi {
     pub cluster: Arc<dyn Cluster>,

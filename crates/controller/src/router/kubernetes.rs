@@ -7,12 +7,18 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use serde_json::{Map, Value, json};
 
-use super::{Router, RouterError};
+use super::{Registration, Router, RouterError};
 use crate::cluster::objects::primary_name;
 use crate::cluster::{Cluster, ObjectRef};
 use crate::providers::BoxFuture;
 use sluice_core::api::Canary;
 use sluice_core::rollout::Routes;
+
+/// Services only, which every Canary has anyway (`resources::CORE`).
+pub const REGISTRATION: Registration = Registration {
+    build: |cluster| Arc::new(KubernetesService::new(cluster)),
+    resources: &[],
+};
 
 pub struct KubernetesService {
     pub cluster: Arc<dyn Cluster>,

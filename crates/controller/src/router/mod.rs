@@ -1,5 +1,5 @@
-//! Traffic: a small trait, one file per router, chosen by name. Adding a router is adding a file
-//! and a line in `for_provider`.
+//! Traffic: a small trait, one file per router, chosen by `spec.provider`. Adding a router is a
+//! file here, a `RouterKind` variant in sluice-core and a line in `registration`.
 
 use crate::cluster::ClusterError;
 use crate::providers::BoxFuture;
@@ -32,20 +32,111 @@ pub trait Router: Send + Sync {
 pub mod gateway_api;
 pub mod kubernetes;
 
-/// The provider names `for_provider` knows.
-pub const PROVIDERS: [&str; 3] = ["gatewayapi", "gatewayapi:v1", "kubernetes"];
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// The router for a provider name, as Flagger's `--mesh-provider` / `spec.provider` spell them.
-pub fn for_provider(
-    provider: &str,
-    cluster: std::sync::Arc<dyn crate::cluster::Cluster>,
-) -> Result<Box<dyn Router>, RouterError> {
-    match provider {
-        "gatewayapi" | "gatewayapi:v1" => Ok(Box::new(gateway_api::GatewayApi::new(cluster))),
-        "kubernetes" => Ok(Box::new(kubernetes::KubernetesService::new(cluster))),
-        other => Err(RouterError::Invalid(format!(
-            "unknown router provider {other:?}; known providers: {}",
-            PROVIDERS.join(", ")
-        ))),
+use crate::cluster::Cluster;
+use crate::cluster::resources::{self, Resource};
+use sluice_core::api::RouterKind;
+
+/// What the controller needs to know of a router: how to build it over a cluster, and the
+/// resources it reads and writes beyond `resources::CORE` (the API-server adapter's table and the
+/// chart's ClusterRole follow from these).
+#[derive(Clone, Copy)]
+pub struct Registration {
+    pub build: fn(Arc<dyn Cluster>) -> Arc<dyn Router>,
+    pub resources: &'static [Resource],
+}
+
+/// The router of each provider: one line per router. The match is exhaustive, so a new
+/// `RouterKind` does not compile until it is registered here.
+pub fn registration(kind: RouterKind) -> Registration {
+    match kind {
+        RouterKind::GatewayApi | RouterKind::GatewayApiV1 => gateway_api::REGISTRATION,
+        RouterKind::Kubernetes => kubernetes::REGISTRATION,
+    }
+}
+
+/// The router of `kind` over `cluster`.
+pub fn build(kind: RouterKind, cluster: Arc<dyn Cluster>) -> Arc<dyn Router> {
+    (registration(kind).build)(cluster)
+}
+
+/// Every resource sluice manages: the core ones and each router's, once each.
+pub fn managed_resources() -> Vec<Resource> {
+    let mut all: Vec<Resource> = resources::CORE.to_vec();
+    for kind in RouterKind::ALL {
+        for resource in registration(kind).resources {
+            if !all.contains(resource) {
+                all.push(*resource);
+            }
+        }
+    }
+    all
+}
+
+/// The routers of one controller, each built once, and which one a Canary gets.
+#[derive(Clone)]
+pub struct Routers {
+    default: RouterKind,
+    routers: BTreeMap<RouterKind, Arc<dyn Router>>,
+    /// Set when one router serves every Canary whatever its provider (see `Routers::only`).
+    only: Option<Arc<dyn Router>>,
+}
+
+impl Routers {
+    /// Every registered router over `cluster`; `default` serves Canaries without
+    /// `spec.provider` (the controller's `--router`).
+    pub fn new(cluster: Arc<dyn Cluster>, default: RouterKind) -> Self {
+        let routers = RouterKind::ALL
+            .into_iter()
+            .map(|kind| (kind, build(kind, cluster.clone())))
+            .collect();
+        Self {
+            default,
+            routers,
+            only: None,
+        }
+    }
+
+    /// One router for every Canary: a router that steers traffic no Kubernetes object
+    /// describes, such as the demo's local proxy.
+    pub fn only(router: Arc<dyn Router>) -> Self {
+        Self {
+            default: RouterKind::Kubernetes,
+            routers: BTreeMap::new(),
+            only: Some(router),
+        }
+    }
+
+    /// The router of `canary`: its `spec.provider`, else the default.
+    pub fn for_canary(&self, canary: &Canary) -> Result<Arc<dyn Router>, RouterError> {
+        if let Some(router) = &self.only {
+            return Ok(router.clone());
+        }
+        let kind = canary.spec.provider.unwrap_or(self.default);
+        self.routers.get(&kind).cloned().ok_or_else(|| {
+            RouterError::Invalid(format!("no router is registered for provider {kind}"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_router_resource_is_managed_once() {
+        let all = managed_resources();
+        for kind in RouterKind::ALL {
+            for resource in registration(kind).resources {
+                assert_eq!(
+                    all.iter().filter(|r| *r == resource).count(),
+                    1,
+                    "{resource:?}"
+                );
+            }
+        }
+        assert!(all.iter().any(|r| r.kind == "HTTPRoute"));
     }
 }

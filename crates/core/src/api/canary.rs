@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::GoDuration;
+use super::router_kind::RouterKind;
 use super::status::CanaryStatus;
 
 #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -25,10 +26,11 @@ use super::status::CanaryStatus;
 #[serde(rename_all = "camelCase")]
 pub struct CanarySpec {
     pub target_ref: TargetRef,
-    /// The router that shifts traffic (`gatewayapi`, `kubernetes`); defaults to the
-    /// controller's `--router`. Flagger's field name.
+    /// The router that shifts traffic (`gatewayapi`, `gatewayapi:v1`, `kubernetes`); defaults to
+    /// the controller's `--router`. Flagger's field name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
+    pub provider: Option<RouterKind>,
+
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSpec>,
     pub analysis: Analysis,

@@ -3,9 +3,11 @@
 mod canary;
 pub mod duration;
 mod metric_template;
+mod router_kind;
 mod status;
 pub mod validate;
 
 pub use canary::*;
 pub use metric_template::*;
+pub use router_kind::*;
 pub use status::*;
