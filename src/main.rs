@@ -10,9 +10,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
 
+use sluice_controller::providers::Credentials;
 use sluice_controller::providers::Provider;
 use sluice_controller::providers::collect::Collector;
-use sluice_controller::providers::prometheus::{Credentials, PrometheusProvider};
+use sluice_controller::providers::prometheus::PrometheusProvider;
 use sluice_controller::replay::{self, Outcome, report};
 use sluice_core::api::{self, Canary, MetricTemplate, ProviderSpec};
 

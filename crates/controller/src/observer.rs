@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use serde_json::Value;
 
 use crate::cluster::{Cluster, ObjectRef};
 use crate::providers::collect::Collector;
-use crate::providers::prometheus::{Credentials, PrometheusProvider};
-use crate::providers::{BoxFuture, Provider};
+use crate::providers::{self, BoxFuture, Credentials, Provider};
 use sluice_core::analysis::Observation;
 use sluice_core::api::{Canary, MetricTemplate, ProviderSpec};
 use sluice_core::rollout::MetricsWindow;
@@ -109,16 +108,9 @@ impl PrometheusObserver {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("spec.provider.secretRef: {object} not found"))?;
-        let value = |key: &str| secret_value(&secret, key);
-        if let Some(token) = value("token") {
-            return Ok(Credentials::Bearer(token));
-        }
-        match (value("username"), value("password")) {
-            (Some(username), Some(password)) => Ok(Credentials::Basic { username, password }),
-            _ => Err(format!(
-                "{object} needs the key token, or username and password"
-            )),
-        }
+        let secret: Secret =
+            serde_json::from_value(secret).map_err(|e| format!("{object} is invalid: {e}"))?;
+        Credentials::from_secret(&secret).map_err(|e| format!("spec.provider.secretRef: {e}"))
     }
 
     /// The provider for this configuration, built on first use.
@@ -140,10 +132,8 @@ impl PrometheusObserver {
         if let Some(provider) = cache.get(&key) {
             return Ok(provider.clone());
         }
-        let provider: Arc<dyn Provider> = Arc::new(
-            PrometheusProvider::new(spec, address, credentials, self.timeout)
-                .map_err(|e| e.to_string())?,
-        );
+        let provider = providers::connect(spec, address, credentials, self.timeout)
+            .map_err(|e| e.to_string())?;
         if cache.len() >= MAX_CACHED_PROVIDERS {
             cache.clear();
         }
@@ -219,21 +209,4 @@ impl Observer for PrometheusObserver {
             }
         })
     }
-}
-
-fn secret_value(secret: &Value, key: &str) -> Option<String> {
-    use base64::Engine as _;
-    if let Some(text) = secret
-        .pointer(&format!("/stringData/{key}"))
-        .and_then(Value::as_str)
-    {
-        return Some(text.to_string());
-    }
-    let encoded = secret
-        .pointer(&format!("/data/{key}"))
-        .and_then(Value::as_str)?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .ok()?;
-    String::from_utf8(bytes).ok()
 }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+use sluice_controller::providers::Credentials;
 use sluice_controller::providers::Provider;
-use sluice_controller::providers::prometheus::{Credentials, PrometheusProvider};
+use sluice_controller::providers::prometheus::PrometheusProvider;
 use sluice_core::api::{ProviderKind, ProviderSpec};
 
 /// Where Debian's package puts the binary.

@@ -1,6 +1,7 @@
 //! Fetching observations: rendering MetricTemplates and running them against a provider.
 
 pub mod collect;
+mod credentials;
 pub mod lexer;
 pub mod prometheus;
 pub mod template;
@@ -8,6 +9,31 @@ pub mod template;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use credentials::{Credentials, CredentialsError};
+pub use prometheus::SetupError;
+use sluice_core::api::{ProviderKind, ProviderSpec};
+
+/// The provider a template's `spec.provider` asks for, at `address` (the spec's, or the
+/// controller's default): one line per provider. The match is exhaustive, so a new
+/// `ProviderKind` does not compile until it is built here.
+pub fn connect(
+    spec: &ProviderSpec,
+    address: &str,
+    credentials: &Credentials,
+    timeout: Duration,
+) -> Result<Arc<dyn Provider>, SetupError> {
+    match spec.kind {
+        ProviderKind::Prometheus => Ok(Arc::new(prometheus::PrometheusProvider::new(
+            spec,
+            address,
+            credentials,
+            timeout,
+        )?)),
+    }
+}
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -18,7 +44,8 @@ pub struct Sample {
     pub value: f64,
 }
 
-/// A metrics back end. One file per provider implements it (`prometheus.rs`).
+/// A metrics back end. One file per provider implements it (`prometheus.rs`), and `connect`
+/// builds it from a template's `spec.provider`.
 pub trait Provider: Send + Sync {
     /// Runs an instant query evaluated at `at` (Unix seconds) and returns every series.
     fn query<'a>(

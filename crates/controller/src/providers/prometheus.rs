@@ -6,21 +6,9 @@ use std::time::Duration;
 use prometheus_http_query::response::Data;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
-use super::{BoxFuture, Provider, QueryError, Sample};
+use super::{BoxFuture, Credentials, Provider, QueryError, Sample};
 use crate::error_chain::error_chain;
 use sluice_core::api::ProviderSpec;
-
-/// How to authenticate, from the template's `secretRef`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Credentials {
-    #[default]
-    None,
-    Basic {
-        username: String,
-        password: String,
-    },
-    Bearer(String),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
