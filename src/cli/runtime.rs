@@ -1,0 +1,43 @@
+//! The tokio runtime every async subcommand runs on.
+
+use std::fmt;
+
+use tokio::runtime::{Builder, Runtime};
+
+pub enum Flavour {
+    /// One thread: a command that mostly waits on one thing at a time.
+    CurrentThread,
+    /// A pool of `workers` threads, or one per core when `None`.
+    MultiThread { workers: Option<usize> },
+}
+
+#[derive(Debug)]
+pub struct RuntimeError(std::io::Error);
+
+impl fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot start the async runtime: {}", self.0)
+    }
+}
+
+impl std::error::Error for RuntimeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// The runtime is returned rather than run here so that it lives, as before, until the
+/// subcommand has printed its result: dropping it waits for blocking tasks.
+pub fn build(flavour: Flavour) -> Result<Runtime, RuntimeError> {
+    let mut builder = match flavour {
+        Flavour::CurrentThread => Builder::new_current_thread(),
+        Flavour::MultiThread { workers } => {
+            let mut builder = Builder::new_multi_thread();
+            if let Some(workers) = workers {
+                builder.worker_threads(workers);
+            }
+            builder
+        }
+    };
+    builder.enable_all().build().map_err(RuntimeError)
+}
