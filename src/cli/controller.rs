@@ -1,0 +1,71 @@
+//! `sluice controller`: the Kubernetes controller.
+
+use std::net::SocketAddr;
+
+use sluice_controller::run::{Options, RunError, run as run_controller};
+use sluice_core::api::RouterKind;
+
+use super::args::Prometheus;
+use super::exit::Exit;
+use super::readable::readable;
+use super::runtime::{self, Flavour};
+
+#[derive(clap::Args)]
+#[command(mut_arg("prometheus_address", |arg| arg.help(
+    "Prometheus for MetricTemplates without spec.provider.address (also accepted as --prometheus)"
+)))]
+pub struct Args {
+    /// Where /healthz, /readyz and /metrics are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
+    #[command(flatten)]
+    prometheus: Prometheus,
+    /// Only one replica reconciles; the others stand by (a Lease in --lease-namespace).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    #[arg(long, default_value = "sluice-leader")]
+    lease_name: String,
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This replica's name in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Watch one namespace only (default: all).
+    #[arg(long)]
+    watch_namespace: Option<String>,
+    /// Router for Canaries without spec.provider: gatewayapi, gatewayapi:v1 or kubernetes.
+    #[arg(long, default_value = "gatewayapi")]
+    router: RouterKind,
+}
+
+pub fn run(args: Args) -> Exit {
+    let identity = args.identity.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let options = Options {
+        metrics_address: args.metrics_address,
+        query_timeout: args.prometheus.query_timeout(),
+        prometheus_address: args.prometheus.address,
+        leader_election: args.leader_election,
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace,
+        identity,
+        watch_namespace: args.watch_namespace,
+        router: args.router,
+    };
+    let runtime = match runtime::build(Flavour::MultiThread { workers: None }) {
+        Ok(runtime) => runtime,
+        Err(e) => return Exit::FAILURE.fail(e),
+    };
+    match runtime.block_on(run_controller(options)) {
+        Ok(()) => Exit::SUCCESS,
+        Err(e) => {
+            let exit = match e {
+                RunError::Config(_) | RunError::Unreachable { .. } => Exit::UNREACHABLE,
+                _ => Exit::FAILURE,
+            };
+            exit.fail(readable(&e.to_string()))
+        }
+    }
+}
