@@ -639,7 +639,7 @@ async fn a_lost_connection_is_unreachable() {
     )
     .await
     .unwrap_err();
-    let ClusterError::Unreachable(message) = &error else {
+    let ClusterError::Unreachable { message, .. } = &error else {
         panic!("expected Unreachable, got {error:?}");
     };
     assert!(
@@ -663,12 +663,20 @@ async fn a_transport_error_is_unreachable_with_its_cause() {
     )
     .await
     .unwrap_err();
-    let ClusterError::Unreachable(message) = &error else {
+    let ClusterError::Unreachable { message, .. } = &error else {
         panic!("expected Unreachable, got {error:?}");
     };
     assert!(
         message.contains("Connection refused (os error 111)"),
         "{message}"
+    );
+    // kube's error is kept beneath, and a log line built from the chain says it once.
+    assert!(std::error::Error::source(&error).is_some(), "{error:?}");
+    let chain = sluice_controller::error_chain::error_chain(&error);
+    assert_eq!(
+        chain.matches("Connection refused (os error 111)").count(),
+        1,
+        "{chain}"
     );
 }
 
@@ -684,7 +692,10 @@ async fn a_kind_sluice_does_not_manage_is_invalid_before_any_request() {
     })
     .await
     .unwrap_err();
-    let ClusterError::Invalid { object, message } = &error else {
+    let ClusterError::Invalid {
+        object, message, ..
+    } = &error
+    else {
         panic!("expected Invalid, got {error:?}");
     };
     assert_eq!(object, "VirtualService test/podinfo");

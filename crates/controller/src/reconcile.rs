@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::observer::Observer;
 use crate::cluster::objects::{self, ObjectError, primary_name};
 use crate::cluster::observe::observe;
-use crate::cluster::{Cluster, ClusterError, Event, ObjectRef};
+use crate::cluster::{Cause, Cluster, ClusterError, Event, ObjectRef};
 use crate::hooks::Hooks;
 use crate::notify::{Notification, Notifier};
 use crate::router::{RouterError, Routers};
@@ -27,6 +27,18 @@ pub enum ReconcileError {
     Object { canary: String, source: ObjectError },
     #[error("Canary {0}: the rollout kept asking for inputs")]
     Undecided(String),
+}
+
+impl ReconcileError {
+    /// The `error` label of `sluice_reconcile_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Cluster(e) | Self::Router(RouterError::Cluster(e)) => e.metric_label(),
+            Self::Router(_) => "router",
+            Self::Object { .. } => "object",
+            Self::Undecided(_) => "undecided",
+        }
+    }
 }
 
 /// What reconciles need, shared by every Canary.
@@ -241,6 +253,7 @@ async fn configs(
         .map_err(|e| ClusterError::Invalid {
             object: format!("Deployment {namespace}/{}", canary.spec.target_ref.name),
             message: e.to_string(),
+            source: Cause::of(e),
         })?;
     let mut found = Vec::new();
     for (kind, name) in objects::tracked_configs(&typed) {
@@ -337,6 +350,43 @@ pub async fn load_canary(
             .map_err(|e| ClusterError::Invalid {
                 object: reference.to_string(),
                 message: e.to_string(),
+                source: Cause::of(e),
             }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_labelled_by_kind_and_cluster_errors_by_their_own() {
+        let unreachable = ClusterError::Unreachable {
+            message: "connection refused".into(),
+            source: None,
+        };
+        let labels = [
+            ReconcileError::Cluster(unreachable.clone()).metric_label(),
+            ReconcileError::Router(RouterError::Cluster(unreachable)).metric_label(),
+            ReconcileError::Router(RouterError::Invalid("no such port".into())).metric_label(),
+            ReconcileError::Object {
+                canary: "test/podinfo".into(),
+                source: ObjectError::NoService {
+                    canary: "test/podinfo".into(),
+                },
+            }
+            .metric_label(),
+            ReconcileError::Undecided("test/podinfo".into()).metric_label(),
+        ];
+        assert_eq!(
+            labels,
+            [
+                "cluster_unreachable",
+                "cluster_unreachable",
+                "router",
+                "object",
+                "undecided"
+            ]
+        );
     }
 }

@@ -1,19 +1,21 @@
 //! `sluice controller`: the kube-runtime Controller around `reconcile`, leader election, the
 //! health and metrics endpoints, and a graceful shutdown.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::runtime::controller::Action as Requeue;
+use kube::runtime::controller::{Action as Requeue, Error as ControllerError};
 use kube::runtime::reflector::{ObjectRef as WatchRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::leader::Elector;
 use super::observer::PrometheusObserver;
@@ -59,6 +61,53 @@ pub enum RunError {
 struct Data {
     ctx: Context,
     metrics: Arc<Metrics>,
+    failures: Failures,
+}
+
+/// The first retry after a failed reconcile, and the longest: a passing glitch is retried soon,
+/// a lasting fault (RBAC, a missing CRD) does not keep the API server busy.
+const BACKOFF_FIRST: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// How long to wait before reconciling a Canary again after `failures` failed reconciles in a
+/// row (at least one): `BACKOFF_FIRST`, doubling, at most `BACKOFF_MAX`.
+fn backoff(failures: u32) -> Duration {
+    // 2^31 times anything is past the cap; the shift must not overflow.
+    let doublings = failures.saturating_sub(1).min(31);
+    BACKOFF_FIRST
+        .saturating_mul(1u32 << doublings)
+        .min(BACKOFF_MAX)
+}
+
+/// Failed reconciles in a row, per Canary. An entry lives from a failure to the Canary's next
+/// successful reconcile or until the Canary is gone, so the map holds only Canaries that are
+/// failing now.
+#[derive(Default)]
+struct Failures(Mutex<HashMap<WatchRef<Canary>, u32>>);
+
+impl Failures {
+    /// Counts one more failure of `canary`; returns how many in a row.
+    fn failed(&self, canary: WatchRef<Canary>) -> u32 {
+        let mut counts = self.lock();
+        let count = counts.entry(canary).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    /// The delay before retrying `canary`, from its failures so far.
+    fn delay(&self, canary: &WatchRef<Canary>) -> Duration {
+        backoff(self.lock().get(canary).copied().unwrap_or(1))
+    }
+
+    /// Forgets `canary`'s failures: it reconciled, or it is gone.
+    fn forget(&self, canary: &WatchRef<Canary>) {
+        self.lock().remove(canary);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WatchRef<Canary>, u32>> {
+        // Counters cannot be left half-updated by a panic; carry on with them.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 fn now() -> i64 {
@@ -125,7 +174,9 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let data = Arc::new(Data {
         ctx: Context::new(cluster, observer, hooks).with_default_router(options.router),
         metrics: metrics.clone(),
+        failures: Failures::default(),
     });
+    let forget = data.clone();
 
     let (canaries, deployments, configmaps, secrets) = match &options.watch_namespace {
         Some(ns) => (
@@ -179,11 +230,21 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             let _ = stop.wait_for(|stopped| *stopped).await;
         })
         .run(reconcile_canary, error_policy, data)
-        .for_each(|result| async move {
+        .for_each(|result| {
             match result {
                 Ok((object, _)) => tracing::debug!(canary = %object.name, "reconciled"),
+                // A retry came due for a Canary deleted since it failed.
+                Err(ControllerError::ObjectNotFound(object)) => {
+                    let mut canary = WatchRef::<Canary>::new(&object.name);
+                    canary.namespace = object.namespace.clone();
+                    forget.failures.forget(&canary);
+                    tracing::debug!(canary = %object, "gone before its retry");
+                }
+                // Logged in the reconcile's span, with what happens next.
+                Err(ControllerError::ReconcilerFailed(..)) => {}
                 Err(e) => tracing::warn!(error = %error_chain(&e), "reconcile failed"),
             }
+            std::future::ready(())
         })
         .await;
     ready.store(false, Ordering::SeqCst);
@@ -269,16 +330,25 @@ async fn serve(
     address: SocketAddr,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, RunError> {
-    use axum::http::StatusCode;
-    use axum::routing::get;
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|e| RunError::Listen {
             address,
             reason: e.to_string(),
         })?;
+    Ok(serve_on(listener, metrics, ready, stop))
+}
+
+fn serve_on(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    use axum::http::StatusCode;
+    use axum::routing::get;
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -312,7 +382,7 @@ async fn serve(
                 }
             }),
         );
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
@@ -322,7 +392,7 @@ async fn serve(
         {
             tracing::error!(error = %e, "health and metrics server failed");
         }
-    }))
+    })
 }
 
 fn canaries_targeting(store: &Store<Canary>, deployment: &Deployment) -> Vec<WatchRef<Canary>> {
@@ -356,14 +426,58 @@ fn canaries_tracking(
         .collect()
 }
 
+/// One reconcile in its own span, timed, counted and logged; a failure is counted towards the
+/// Canary's backoff, which `error_policy` then applies.
 async fn reconcile_canary(cached: Arc<Canary>, data: Arc<Data>) -> Result<Requeue, ReconcileError> {
     let namespace = cached.namespace().unwrap_or_else(|| "default".into());
     let name = cached.name_any();
+    let span = tracing::info_span!(
+        "reconcile",
+        canary.namespace = %namespace,
+        canary.name = %name,
+        phase = tracing::field::Empty,
+        requeue_seconds = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    let key = WatchRef::from_obj(cached.as_ref());
+    let started = Instant::now();
+    let result = reconcile_once(&namespace, &name, &data)
+        .instrument(span.clone())
+        .await;
+    data.metrics.record_duration(started.elapsed());
+    match &result {
+        Ok(requeue) => {
+            data.failures.forget(&key);
+            span.in_scope(|| tracing::debug!(?requeue, "reconciled"));
+        }
+        Err(error) => {
+            let label = error.metric_label();
+            let failures = data.failures.failed(key);
+            data.metrics.record_error(label);
+            span.record("error", label);
+            span.in_scope(|| {
+                tracing::warn!(
+                    error = %error_chain(error),
+                    failures,
+                    retry_in = ?backoff(failures),
+                    "reconcile failed"
+                )
+            });
+        }
+    }
+    result
+}
+
+async fn reconcile_once(
+    namespace: &str,
+    name: &str,
+    data: &Data,
+) -> Result<Requeue, ReconcileError> {
     // Read the Canary afresh: the watch cache can lag the status this controller wrote a moment
     // ago, and a reconcile of that older status would take the same step twice (seen on a real
     // API server: every transition recorded twice). One GET per reconcile buys exactness.
     let Some(canary) =
-        super::reconcile::load_canary(data.ctx.cluster.as_ref(), &namespace, &name).await?
+        super::reconcile::load_canary(data.ctx.cluster.as_ref(), namespace, name).await?
     else {
         return Ok(Requeue::await_change());
     };
@@ -377,11 +491,11 @@ async fn reconcile_canary(cached: Arc<Canary>, data: Arc<Data>) -> Result<Requeu
                 reason: "InvalidSpec".into(),
                 message: message.clone(),
             };
-            data.ctx.cluster.event(&namespace, &name, &event).await?;
+            data.ctx.cluster.event(namespace, name, &event).await?;
             status.message = Some(message);
             data.ctx
                 .cluster
-                .patch_status(&namespace, &name, &status)
+                .patch_status(namespace, name, &status)
                 .await?;
         }
         return Ok(Requeue::requeue(Duration::from_secs(300)));
@@ -395,29 +509,100 @@ async fn reconcile_canary(cached: Arc<Canary>, data: Arc<Data>) -> Result<Requeu
         .flat_map(|j| j.outcomes.iter().map(|o| (o.metric.clone(), o.outcome)))
         .collect();
     data.metrics.record(
-        &namespace,
-        &name,
+        namespace,
+        name,
         canary.status.as_ref(),
         &outcome.decision.status,
         &results,
         at,
     );
+    let span = tracing::Span::current();
+    if let Some(phase) = outcome.decision.status.phase {
+        span.record("phase", tracing::field::debug(phase));
+    }
+    let requeue_seconds = outcome.decision.requeue_seconds.max(1);
+    span.record("requeue_seconds", requeue_seconds);
     if outcome.previous_phase != outcome.decision.status.phase {
+        // The Canary's namespace and name are the span's.
         tracing::info!(
-            %namespace, %name,
             from = ?outcome.previous_phase.unwrap_or(Phase::Initializing),
             to = ?outcome.decision.status.phase,
             weight = outcome.decision.status.canary_weight,
             "phase"
         );
     }
-    Ok(Requeue::requeue(Duration::from_secs(
-        outcome.decision.requeue_seconds.max(1),
-    )))
+    Ok(Requeue::requeue(Duration::from_secs(requeue_seconds)))
 }
 
-fn error_policy(canary: Arc<Canary>, error: &ReconcileError, data: Arc<Data>) -> Requeue {
-    tracing::warn!(canary = %canary.name_any(), error = %error, "reconcile failed; retrying in 30 s");
-    data.metrics.record_error();
-    Requeue::requeue(Duration::from_secs(30))
+/// Retries a failed Canary after its backoff; `reconcile_canary` has counted and logged the
+/// failure.
+fn error_policy(canary: Arc<Canary>, _error: &ReconcileError, data: Arc<Data>) -> Requeue {
+    Requeue::requeue(data.failures.delay(&WatchRef::from_obj(canary.as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_to_five_minutes() {
+        let delays: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        // No failure counted yet is treated as the first.
+        assert_eq!(backoff(0), BACKOFF_FIRST);
+        // Doublings past the width of the multiplier stay at the cap rather than overflow.
+        assert_eq!(backoff(33), BACKOFF_MAX);
+        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn failures_count_per_canary_and_are_forgotten() {
+        let failures = Failures::default();
+        let podinfo = WatchRef::<Canary>::new("podinfo").within("test");
+        let other = WatchRef::<Canary>::new("podinfo").within("prod");
+        assert_eq!(failures.failed(podinfo.clone()), 1);
+        assert_eq!(failures.failed(podinfo.clone()), 2);
+        assert_eq!(failures.failed(podinfo.clone()), 3);
+        assert_eq!(failures.delay(&podinfo), Duration::from_secs(20));
+        assert_eq!(failures.failed(other.clone()), 1);
+        assert_eq!(failures.delay(&other), Duration::from_secs(5));
+        // A success starts the next failure from the first delay again, and frees the entry.
+        failures.forget(&podinfo);
+        assert_eq!(failures.delay(&podinfo), Duration::from_secs(5));
+        assert_eq!(failures.failed(podinfo.clone()), 1);
+        failures.forget(&podinfo);
+        failures.forget(&other);
+        assert!(failures.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_metrics_endpoint_serves_reconcile_errors_and_durations() {
+        // reqwest is built without a default crypto provider, even for plain HTTP.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let metrics = Arc::new(Metrics::new());
+        metrics.record_error("cluster_unreachable");
+        metrics.record_duration(Duration::from_millis(20));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = serve_on(listener, metrics, Arc::new(AtomicBool::new(true)), stop_rx);
+        let text = reqwest::get(format!("http://{address}/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body");
+        assert!(
+            text.contains(r#"sluice_reconcile_errors_total{error="cluster_unreachable"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+        let _ = stop_tx.send(true);
+        server.await.expect("server");
+    }
 }

@@ -2,6 +2,7 @@
 //! and this turns it into series.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -39,6 +40,13 @@ struct ResultLabels {
     outcome: String,
 }
 
+/// Per kind of error, not per Canary: `metric_label`s are a handful of fixed words, so the series
+/// stay few however many Canaries fail.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    error: &'static str,
+}
+
 const PHASES: [Phase; 9] = [
     Phase::Initializing,
     Phase::Initialized,
@@ -60,7 +68,8 @@ pub struct Metrics {
     releases: Family<ResultLabels, Counter>,
     durations: Family<ResultLabels, Histogram>,
     reconciles: Counter,
-    errors: Counter,
+    errors: Family<ErrorLabels, Counter>,
+    reconcile_duration: Histogram,
     leader: Gauge,
     /// Serialises encoding with updates of several families at once.
     lock: Mutex<()>,
@@ -85,7 +94,10 @@ impl Metrics {
             Histogram::new(exponential_buckets(60.0, 2.0, 11))
         });
         let reconciles = Counter::default();
-        let errors = Counter::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        // 5 ms to about 20 s: a reconcile is a few API calls and perhaps a Prometheus query
+        // bounded by --query-timeout.
+        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 13));
         let leader = Gauge::default();
         registry.register(
             "canary_phase",
@@ -114,7 +126,16 @@ impl Metrics {
             durations.clone(),
         );
         registry.register("reconciles", "Reconciles run", reconciles.clone());
-        registry.register("reconcile_errors", "Reconciles that failed", errors.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by kind of error",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time each reconcile took, failed ones included",
+            reconcile_duration.clone(),
+        );
         registry.register(
             "leader",
             "1 while this replica holds the leader lease",
@@ -130,6 +151,7 @@ impl Metrics {
             durations,
             reconciles,
             errors,
+            reconcile_duration,
             leader,
             lock: Mutex::new(()),
         }
@@ -208,8 +230,16 @@ impl Metrics {
         }
     }
 
-    pub fn record_error(&self) {
-        self.errors.inc();
+    /// Counts a failed reconcile under its error's `metric_label`.
+    pub fn record_error(&self, label: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabels { error: label })
+            .inc();
+    }
+
+    /// Records how long one reconcile took, whatever its outcome.
+    pub fn record_duration(&self, took: Duration) {
+        self.reconcile_duration.observe(took.as_secs_f64());
     }
 
     pub fn set_leader(&self, leader: bool) {
@@ -289,6 +319,42 @@ mod tests {
         assert!(
             m.encode()
                 .contains(r#"sluice_releases_total{outcome="succeeded"} 1"#)
+        );
+    }
+
+    #[test]
+    fn counts_errors_by_kind_and_times_reconciles() {
+        let m = Metrics::new();
+        // The histogram is there from the start; the error series appear with their first error.
+        assert!(
+            m.encode()
+                .contains("sluice_reconcile_duration_seconds_count 0")
+        );
+        m.record_error("cluster_unreachable");
+        m.record_error("cluster_unreachable");
+        m.record_error("router");
+        m.record_duration(Duration::from_millis(250));
+        m.record_duration(Duration::from_millis(750));
+        let text = m.encode();
+        assert!(
+            text.contains(r#"sluice_reconcile_errors_total{error="cluster_unreachable"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_reconcile_errors_total{error="router"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_reconcile_duration_seconds_count 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_reconcile_duration_seconds_sum 1.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_reconcile_duration_seconds_bucket{le="0.32"} 1"#),
+            "{text}"
         );
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 use super::resources;
-use super::{Cluster, ClusterError, Event, ObjectRef};
+use super::{Cause, Cluster, ClusterError, Event, ObjectRef};
 use crate::error_chain::error_chain;
 use crate::providers::BoxFuture;
 use sluice_core::api::{Canary, CanaryStatus};
@@ -104,14 +104,17 @@ fn cluster_error(action: &'static str, object: &ObjectRef, error: ::kube::Error)
         ::kube::Error::SerdeError(e) => ClusterError::Invalid {
             object: object.to_string(),
             message: format!("the Kubernetes API answered {action} with an unreadable object: {e}"),
+            source: Cause::of(e),
         },
         ::kube::Error::BuildRequest(e) => ClusterError::Invalid {
             object: object.to_string(),
             message: error_chain(&e),
+            source: Cause::of(e),
         },
-        other => {
-            ClusterError::Unreachable(format!("{action} of {object}: {}", error_chain(&other)))
-        }
+        other => ClusterError::Unreachable {
+            message: format!("{action} of {object}: {}", error_chain(&other)),
+            source: Cause::of(other),
+        },
     }
 }
 
@@ -146,6 +149,7 @@ impl Cluster for KubeCluster {
                     serde_json::to_value(o).map_err(|e| ClusterError::Invalid {
                         object: object.to_string(),
                         message: e.to_string(),
+                        source: Cause::of(e),
                     })
                 })
                 .transpose()
@@ -159,6 +163,7 @@ impl Cluster for KubeCluster {
                 ObjectRef::of(&object, "default").ok_or_else(|| ClusterError::Invalid {
                     object: object.to_string().chars().take(80).collect(),
                     message: "needs apiVersion, kind and metadata.name".into(),
+                    source: None,
                 })?;
             tracing::debug!(object = %reference, "server-side apply");
             // Forced: sluice owns what it writes, including the target's spec.replicas, which a
@@ -183,6 +188,7 @@ impl Cluster for KubeCluster {
             let invalid = |e: serde_json::Error| ClusterError::Invalid {
                 object: reference.to_string(),
                 message: e.to_string(),
+                source: Cause::of(e),
             };
             let status = serde_json::to_value(status).map_err(invalid)?;
             // The status is replaced whole, as the memory model does. A merge patch would keep

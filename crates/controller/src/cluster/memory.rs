@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::resources::{self, Resource};
-use super::{Cluster, ClusterError, Event, ObjectRef};
+use super::{Cause, Cluster, ClusterError, Event, ObjectRef};
 use crate::providers::BoxFuture;
 use sluice_core::api::CanaryStatus;
 
@@ -70,13 +70,14 @@ impl MemoryCluster {
             Ok(text) => serde_json::from_str(&text).map_err(|e| ClusterError::Invalid {
                 object: file.display().to_string(),
                 message: e.to_string(),
+                source: Cause::of(e),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => {
-                return Err(ClusterError::Unreachable(format!(
-                    "{}: {e}",
-                    file.display()
-                )));
+                return Err(ClusterError::Unreachable {
+                    message: format!("{}: {e}", file.display()),
+                    source: Cause::of(e),
+                });
             }
         };
         Ok(Self {
@@ -87,18 +88,23 @@ impl MemoryCluster {
     }
 
     fn with<T>(&self, change: bool, f: impl FnOnce(&mut State) -> T) -> Result<T, ClusterError> {
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| ClusterError::Unreachable("memory cluster lock poisoned".into()))?;
+        let mut state = self.state.lock().map_err(|_| ClusterError::Unreachable {
+            message: "memory cluster lock poisoned".into(),
+            source: None,
+        })?;
         let out = f(&mut state);
         if change && let Some(file) = &self.file {
-            let text = serde_json::to_string(&*state)
-                .map_err(|e| ClusterError::Unreachable(e.to_string()))?;
+            let text = serde_json::to_string(&*state).map_err(|e| ClusterError::Unreachable {
+                message: e.to_string(),
+                source: Cause::of(e),
+            })?;
             let partial = file.with_extension("tmp");
             std::fs::write(&partial, text)
                 .and_then(|_| std::fs::rename(&partial, file))
-                .map_err(|e| ClusterError::Unreachable(format!("{}: {e}", file.display())))?;
+                .map_err(|e| ClusterError::Unreachable {
+                    message: format!("{}: {e}", file.display()),
+                    source: Cause::of(e),
+                })?;
         }
         Ok(out)
     }
@@ -208,6 +214,7 @@ impl Cluster for MemoryCluster {
                 ObjectRef::of(&object, "default").ok_or_else(|| ClusterError::Invalid {
                     object: object.to_string().chars().take(80).collect(),
                     message: "needs apiVersion, kind and metadata.name".into(),
+                    source: None,
                 })?;
             resources::resolve(&self.resources, &reference)?;
             self.with(true, |s| {
@@ -246,6 +253,7 @@ impl Cluster for MemoryCluster {
             let status = serde_json::to_value(status).map_err(|e| ClusterError::Invalid {
                 object: reference.to_string(),
                 message: e.to_string(),
+                source: Cause::of(e),
             })?;
             self.with(true, |s| match s.objects.get_mut(&key(&reference)) {
                 Some(canary) => {

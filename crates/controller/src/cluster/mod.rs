@@ -11,6 +11,8 @@ pub mod objects;
 pub mod observe;
 pub mod resources;
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::providers::BoxFuture;
@@ -60,10 +62,19 @@ impl std::fmt::Display for ObjectRef {
     }
 }
 
+/// What went wrong with the cluster. The messages say everything people need; the error beneath
+/// is kept as the source as well, for callers that look at it (and for `error_chain`, which does
+/// not repeat what a message already says).
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum ClusterError {
-    #[error("cannot reach the Kubernetes API: {0}")]
-    Unreachable(String),
+    #[error("cannot reach the Kubernetes API: {message}")]
+    Unreachable {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The API server's own answer: its Status (message, reason, code) is all in `message`, and
+    /// kube's error for it has no cause beneath, so there is no source to keep.
     #[error("the Kubernetes API refused {action} of {object}: {message}")]
     Refused {
         action: &'static str,
@@ -71,7 +82,60 @@ pub enum ClusterError {
         message: String,
     },
     #[error("{object} is not a valid object: {message}")]
-    Invalid { object: String, message: String },
+    Invalid {
+        object: String,
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+impl ClusterError {
+    /// The `error` label of `sluice_reconcile_errors_total`: one per variant, so that the series
+    /// stay few and say which way the cluster failed.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Unreachable { .. } => "cluster_unreachable",
+            Self::Refused { .. } => "cluster_refused",
+            Self::Invalid { .. } => "invalid_object",
+        }
+    }
+}
+
+/// The error beneath a `ClusterError`. Shared, so that `ClusterError` stays `Clone` (routers'
+/// errors and tests clone and compare it); two causes are equal when they say the same thing,
+/// since errors such as `kube::Error` cannot be compared.
+#[derive(Clone, Debug)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+
+    /// `Some(Cause)`, for the `source` field.
+    pub fn of(error: impl std::error::Error + Send + Sync + 'static) -> Option<Self> {
+        Some(Self::new(error))
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    // The wrapper is invisible in a chain: the wrapped error's own causes come next.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
 }
 
 /// A Kubernetes Event about a Canary.
@@ -109,4 +173,51 @@ pub trait Cluster: Send + Sync {
         name: &'a str,
         event: &'a Event,
     ) -> BoxFuture<'a, Result<(), ClusterError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error_chain::error_chain;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_cause_is_kept_as_the_source_and_not_repeated() {
+        let parse = serde_json::from_str::<Value>("{").unwrap_err();
+        let error = ClusterError::Invalid {
+            object: "Canary test/podinfo".into(),
+            message: parse.to_string(),
+            source: Cause::of(parse),
+        };
+        let source = error.source().expect("a source");
+        assert!(source.downcast_ref::<Cause>().is_some(), "{source:?}");
+        assert_eq!(
+            error.to_string(),
+            "Canary test/podinfo is not a valid object: EOF while parsing an object at line 1 column 1"
+        );
+        assert_eq!(error_chain(&error), error.to_string());
+        // Clones share the cause, and compare equal.
+        assert_eq!(error.clone(), error);
+    }
+
+    #[test]
+    fn each_variant_has_its_metric_label() {
+        let unreachable = ClusterError::Unreachable {
+            message: "a read of Deployment test/podinfo: connection refused".into(),
+            source: None,
+        };
+        let refused = ClusterError::Refused {
+            action: "an apply",
+            object: "Deployment test/podinfo".into(),
+            message: "forbidden".into(),
+        };
+        let invalid = ClusterError::Invalid {
+            object: "Deployment test/podinfo".into(),
+            message: "not JSON".into(),
+            source: None,
+        };
+        assert_eq!(unreachable.metric_label(), "cluster_unreachable");
+        assert_eq!(refused.metric_label(), "cluster_refused");
+        assert_eq!(invalid.metric_label(), "invalid_object");
+    }
 }

@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use serde_json::Value;
 
 use super::objects::{config_hash, primary_name, revision, tracked_configs};
-use super::{Cluster, ClusterError, ObjectRef};
+use super::{Cause, Cluster, ClusterError, ObjectRef};
 use sluice_core::api::Canary;
 use sluice_core::rollout::{Workload, World};
 
@@ -54,6 +54,7 @@ pub async fn observe(cluster: &dyn Cluster, canary: &Canary) -> Result<World, Cl
     let typed: Deployment = serde_json::from_value(target).map_err(|e| ClusterError::Invalid {
         object: target_ref.to_string(),
         message: e.to_string(),
+        source: Cause::of(e),
     })?;
     let mut configs = BTreeMap::new();
     for (kind, name) in tracked_configs(&typed) {

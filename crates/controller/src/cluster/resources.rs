@@ -82,6 +82,7 @@ pub fn resolve(known: &[Resource], object: &ObjectRef) -> Result<Resource, super
                     object.api_version,
                     names.join(", ")
                 ),
+                source: None,
             }
         })
 }
