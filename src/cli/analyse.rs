@@ -116,7 +116,9 @@ async fn analyse(args: Args) -> Result<Exit, AnalyseError> {
         templates.extend(load::templates_from_path(path).map_err(AnalyseError::Load)?);
     }
     let secrets = load_secrets(&args.secrets)?;
-    let end = args.end.unwrap_or_else(|| chrono::Utc::now().timestamp());
+    let end = args
+        .end
+        .unwrap_or_else(sluice_controller::clock::unix_seconds);
     if end <= args.start {
         return Err(AnalyseError::Window {
             start: args.start,

@@ -6,6 +6,7 @@
 //! The decisions themselves live in `sluice_core`; this crate gathers their inputs and applies
 //! their outputs.
 
+pub mod clock;
 pub mod cluster;
 pub mod error_chain;
 pub mod hooks;

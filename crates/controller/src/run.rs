@@ -111,7 +111,7 @@ impl Failures {
 }
 
 fn now() -> i64 {
-    chrono::Utc::now().timestamp()
+    crate::clock::unix_seconds()
 }
 
 /// Runs until SIGTERM or Ctrl-C (then returns Ok), or until an error that the controller cannot

@@ -220,7 +220,7 @@ impl Metrics {
                 .and_then(|s| {
                     s.conditions
                         .iter()
-                        .find(|c| c.kind == "Promoted" && c.status == "Unknown")
+                        .find(|c| c.kind == sluice_core::api::PROMOTED && c.status == "Unknown")
                 })
                 .and_then(|c| chrono::DateTime::parse_from_rfc3339(&c.last_transition_time).ok());
             if let Some(started) = started {
@@ -269,7 +269,7 @@ mod tests {
             phase: Some(Phase::Progressing),
             canary_weight: 50,
             conditions: vec![Condition {
-                kind: "Promoted".into(),
+                kind: sluice_core::api::PROMOTED.into(),
                 status: "Unknown".into(),
                 reason: "Progressing".into(),
                 message: String::new(),

@@ -8,3 +8,4 @@
 pub mod analysis;
 pub mod api;
 pub mod rollout;
+pub mod time;

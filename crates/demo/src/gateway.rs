@@ -141,7 +141,7 @@ async fn follow_route(
                 let mut applied = applied.lock().unwrap_or_else(PoisonError::into_inner);
                 if applied.last().map(|c| c.routes) != Some(routes) {
                     applied.push(RouteChange {
-                        at: chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+                        at: sluice_controller::clock::unix_seconds_f64(),
                         routes,
                     });
                     tracing::info!(

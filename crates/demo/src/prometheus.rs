@@ -373,9 +373,7 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-pub(crate) fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
+pub(crate) use sluice_controller::clock::unix_seconds as unix_now;
 
 #[cfg(test)]
 mod tests {

@@ -77,7 +77,8 @@ impl Verdict {
             Phase::Succeeded => Some(Verdict::Promoted),
             Phase::Failed => {
                 let inconclusive = status.conditions.iter().any(|c| {
-                    c.kind == "Promoted" && c.reason == sluice_core::rollout::INCONCLUSIVE
+                    c.kind == sluice_core::api::PROMOTED
+                        && c.reason == sluice_core::rollout::INCONCLUSIVE
                 });
                 Some(if inconclusive {
                     Verdict::Inconclusive
@@ -311,7 +312,7 @@ mod tests {
         assert_eq!(Verdict::of(&status), Some(Verdict::Promoted));
         status.phase = Some(Phase::Failed);
         status.conditions.push(sluice_core::api::Condition {
-            kind: "Promoted".into(),
+            kind: sluice_core::api::PROMOTED.into(),
             status: "False".into(),
             reason: sluice_core::rollout::FAILED.into(),
             message: String::new(),

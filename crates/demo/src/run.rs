@@ -97,11 +97,7 @@ fn canary(path: Option<&Path>) -> Result<Canary, DemoError> {
     Ok(canary)
 }
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+use sluice_controller::clock::unix_seconds_f64 as unix_now;
 
 /// Sleeps to just past the next whole second, so that each tick's `now` (whole seconds, as the
 /// status keeps time) is as fresh as it can be and the intervals do not drift.

@@ -1,7 +1,6 @@
 //! The replay as a person reads it (a table) or as a machine reads it (JSON, documented in
 //! docs/analyse-json.md).
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Outcome, Replay};
@@ -105,11 +104,7 @@ pub struct IntervalMetric {
     pub message: String,
 }
 
-pub fn rfc3339(unix: i64) -> String {
-    DateTime::<Utc>::from_timestamp(unix, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| unix.to_string())
-}
+pub use sluice_core::time::rfc3339;
 
 pub fn verdict_name(verdict: &Verdict) -> &'static str {
     match verdict {

@@ -48,7 +48,10 @@ pub struct CanaryStatus {
     pub evidence: Evidence,
 }
 
-/// A Kubernetes-style condition; sluice keeps one, of type `Promoted`.
+/// The type of the one condition sluice keeps: whether the release was promoted.
+pub const PROMOTED: &str = "Promoted";
+
+/// A Kubernetes-style condition; sluice keeps one, of type `PROMOTED`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {

@@ -6,6 +6,7 @@
 
 use crate::analysis::{self, Verdict};
 use crate::api::{CanarySpec, CanaryStatus, Condition, Evidence, HookType, Phase, Strategy};
+use crate::time::{parse_rfc3339, rfc3339};
 
 use super::types::*;
 
@@ -37,16 +38,8 @@ pub fn steps_to_promotion(spec: &CanarySpec) -> u32 {
     }
 }
 
-pub fn rfc3339(unix: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp(unix, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
-
 fn parse_time(text: &Option<String>) -> Option<i64> {
-    text.as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.timestamp())
+    text.as_deref().and_then(parse_rfc3339)
 }
 
 /// Runs one step. See the module docs.
@@ -156,7 +149,7 @@ impl Run<'_> {
             .status
             .conditions
             .iter_mut()
-            .find(|c| c.kind == "Promoted");
+            .find(|c| c.kind == crate::api::PROMOTED);
         match existing {
             Some(c) => {
                 if c.status != status {
@@ -167,7 +160,7 @@ impl Run<'_> {
                 c.message = message.into();
             }
             None => self.status.conditions.push(Condition {
-                kind: "Promoted".into(),
+                kind: crate::api::PROMOTED.into(),
                 status: status.into(),
                 reason: reason.into(),
                 message: message.into(),

@@ -4,5 +4,5 @@
 mod machine;
 mod types;
 
-pub use machine::{FAILED, INCONCLUSIVE, rfc3339, schedule, step, steps_to_promotion};
+pub use machine::{FAILED, INCONCLUSIVE, schedule, step, steps_to_promotion};
 pub use types::*;
