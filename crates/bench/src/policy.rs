@@ -6,6 +6,7 @@ use statrs::stats_tests::Alternative;
 use statrs::stats_tests::mannwhitneyu::{MannWhitneyUMethod, mannwhitneyu};
 
 use sluice_core::analysis::{Observation, Observed, RequestCounts};
+use sluice_core::api::ReleaseVerdict;
 use sluice_core::api::{Canary, CanaryStatus, Phase};
 use sluice_core::rollout::{self, HookOutcome, Inputs, Workload, World};
 
@@ -209,21 +210,11 @@ impl Policy for Sluice {
     fn decide(&mut self, t: i64, window: &Window, _: &[Truth]) -> Step {
         let _ = HookOutcome::Passed;
         self.settle(t, Some(observations(window)));
-        match self.status.phase {
-            Some(Phase::Promoting | Phase::Finalising | Phase::Succeeded) => Step::Promote,
-            Some(Phase::Failed) => {
-                let inconclusive = self
-                    .status
-                    .conditions
-                    .iter()
-                    .any(|c| c.reason == rollout::INCONCLUSIVE);
-                if inconclusive {
-                    Step::Inconclusive
-                } else {
-                    Step::Rollback
-                }
-            }
-            _ => Step::Weight(self.status.canary_weight),
+        match self.status.verdict() {
+            Some(ReleaseVerdict::Promoted) => Step::Promote,
+            Some(ReleaseVerdict::RolledBack) => Step::Rollback,
+            Some(ReleaseVerdict::Inconclusive) => Step::Inconclusive,
+            None => Step::Weight(self.status.canary_weight),
         }
     }
 }

@@ -20,6 +20,7 @@ use sluice_controller::hooks::Hooks;
 use sluice_controller::observer::PrometheusObserver;
 use sluice_controller::reconcile::{Context, ReconcileError, load_canary, reconcile};
 use sluice_controller::router::{Router, Routers};
+use sluice_core::api::ReleaseVerdict;
 use sluice_core::api::{Canary, CanaryStatus, MetricTemplate, Phase};
 
 /// The Canary the demo and the end-to-end tests release (documented in the file).
@@ -73,21 +74,14 @@ impl Verdict {
 
     /// The verdict of a release that has ended, from its status; `None` while it runs.
     pub fn of(status: &CanaryStatus) -> Option<Self> {
-        match status.phase? {
-            Phase::Succeeded => Some(Verdict::Promoted),
-            Phase::Failed => {
-                let inconclusive = status.conditions.iter().any(|c| {
-                    c.kind == sluice_core::api::PROMOTED
-                        && c.reason == sluice_core::rollout::INCONCLUSIVE
-                });
-                Some(if inconclusive {
-                    Verdict::Inconclusive
-                } else {
-                    Verdict::RolledBack
-                })
-            }
-            _ => None,
+        if !status.ended() {
+            return None;
         }
+        Some(match status.verdict()? {
+            ReleaseVerdict::Promoted => Verdict::Promoted,
+            ReleaseVerdict::RolledBack => Verdict::RolledBack,
+            ReleaseVerdict::Inconclusive => Verdict::Inconclusive,
+        })
     }
 }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::providers::QueryError;
 use crate::providers::collect::Collector;
 use sluice_core::analysis::{Judgement, Observation, Verdict};
+use sluice_core::api::ReleaseVerdict;
 use sluice_core::api::{Canary, CanaryStatus, Evidence, HookType, Phase};
 use sluice_core::rollout::{self, HookOutcome, Inputs, MetricsWindow, Needs, Workload, World};
 
@@ -135,8 +136,8 @@ pub async fn replay(
         status = decision.status;
         let reached = Some(interval_index);
         let reason = status.message.clone().unwrap_or_default();
-        match status.phase {
-            Some(Phase::Promoting | Phase::Finalising | Phase::Succeeded) => {
+        match status.verdict() {
+            Some(ReleaseVerdict::Promoted) => {
                 let reason = format!(
                     "the {} steps of the schedule passed and every comparison ruled out its regression margin",
                     rollout::steps_to_promotion(spec)
@@ -150,19 +151,15 @@ pub async fn replay(
                     planned,
                 ));
             }
-            Some(Phase::Failed) => {
-                let inconclusive = status
-                    .conditions
-                    .iter()
-                    .any(|c| c.reason == rollout::INCONCLUSIVE);
-                let outcome = if inconclusive {
+            Some(ended) => {
+                let outcome = if ended == ReleaseVerdict::Inconclusive {
                     Outcome::Inconclusive
                 } else {
                     Outcome::Rollback
                 };
                 return Ok(finish(outcome, reached, reason, steps, status, planned));
             }
-            _ => {}
+            None => {}
         }
         // The replayed world never changes on its own: steps that only wait for it (readiness
         // polls right after the release starts) are taken at once, so that analysis intervals

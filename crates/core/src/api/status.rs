@@ -50,6 +50,48 @@ pub struct CanaryStatus {
 
 /// The type of the one condition sluice keeps: whether the release was promoted.
 pub const PROMOTED: &str = "Promoted";
+/// The reasons of the `Promoted` condition when a release ends without promotion.
+pub const FAILED: &str = "Failed";
+pub const INCONCLUSIVE: &str = "Inconclusive";
+
+/// How a release ended, or is bound to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseVerdict {
+    Promoted,
+    RolledBack,
+    /// Ended without promotion for want of evidence either way (no traffic, no data).
+    Inconclusive,
+}
+
+impl CanaryStatus {
+    /// The verdict once the analysis has reached one: `Promoted` from `Promoting` on (what
+    /// follows only copies the canary to the primary), `RolledBack` or `Inconclusive` on
+    /// `Failed` (the `Promoted` condition's reason tells which); `None` while it runs.
+    pub fn verdict(&self) -> Option<ReleaseVerdict> {
+        match self.phase? {
+            Phase::Promoting | Phase::Finalising | Phase::Succeeded => {
+                Some(ReleaseVerdict::Promoted)
+            }
+            Phase::Failed => {
+                let inconclusive = self
+                    .conditions
+                    .iter()
+                    .any(|c| c.kind == PROMOTED && c.reason == INCONCLUSIVE);
+                Some(if inconclusive {
+                    ReleaseVerdict::Inconclusive
+                } else {
+                    ReleaseVerdict::RolledBack
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the release is over: promoted and finalised, or failed.
+    pub fn ended(&self) -> bool {
+        matches!(self.phase, Some(Phase::Succeeded | Phase::Failed))
+    }
+}
 
 /// A Kubernetes-style condition; sluice keeps one, of type `PROMOTED`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -214,4 +256,41 @@ pub struct SlowThreshold {
     pub le: f64,
     /// The primary's share of requests above it when it was chosen.
     pub primary_tail: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(phase: Phase, reason: &str) -> CanaryStatus {
+        CanaryStatus {
+            phase: Some(phase),
+            conditions: vec![Condition {
+                kind: PROMOTED.into(),
+                status: "False".into(),
+                reason: reason.into(),
+                ..Condition::default()
+            }],
+            ..CanaryStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_verdict_is_taken_at_promoting_and_told_apart_on_failed() {
+        assert_eq!(status(Phase::Progressing, "").verdict(), None);
+        assert_eq!(
+            status(Phase::Promoting, "").verdict(),
+            Some(ReleaseVerdict::Promoted)
+        );
+        assert!(!status(Phase::Promoting, "").ended());
+        assert_eq!(
+            status(Phase::Failed, FAILED).verdict(),
+            Some(ReleaseVerdict::RolledBack)
+        );
+        assert_eq!(
+            status(Phase::Failed, INCONCLUSIVE).verdict(),
+            Some(ReleaseVerdict::Inconclusive)
+        );
+        assert!(status(Phase::Failed, INCONCLUSIVE).ended());
+    }
 }

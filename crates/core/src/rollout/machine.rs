@@ -10,9 +10,7 @@ use crate::time::{parse_rfc3339, rfc3339};
 
 use super::types::*;
 
-/// The reasons of the `Promoted` condition when a release ends without promotion.
-pub const FAILED: &str = "Failed";
-pub const INCONCLUSIVE: &str = "Inconclusive";
+use crate::api::{FAILED, INCONCLUSIVE};
 
 /// Seconds between readiness checks while waiting for a Deployment.
 const READINESS_POLL: u64 = 10;

@@ -4,5 +4,6 @@
 mod machine;
 mod types;
 
-pub use machine::{FAILED, INCONCLUSIVE, schedule, step, steps_to_promotion};
+pub use crate::api::{FAILED, INCONCLUSIVE};
+pub use machine::{schedule, step, steps_to_promotion};
 pub use types::*;
