@@ -19,6 +19,15 @@ pub mod stage;
 pub mod timeline;
 pub mod view;
 
+/// The demo's one kind of HTTP client: everything it talks to is on 127.0.0.1, so a proxy from
+/// the environment must not stand in between, and every call is bounded by `timeout`.
+pub(crate) fn local_http(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+}
+
 /// Completes on Ctrl-C or, on Unix, SIGTERM: the two ways a supervisor (a terminal, the demo, a
 /// test harness) asks a process to stop.
 pub async fn shutdown_signal() {

@@ -253,11 +253,8 @@ impl PrometheusServer {
     }
 
     async fn wait_ready(&mut self) -> Result<(), PrometheusError> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .map_err(|e| PrometheusError::Client {
+        let http =
+            crate::local_http(Duration::from_secs(2)).map_err(|e| PrometheusError::Client {
                 url: self.url(),
                 message: e.to_string(),
             })?;

@@ -551,11 +551,7 @@ impl LocalRouterClient {
                 "local router admin URL {base_url:?}: use http://HOST:PORT"
             )));
         }
-        // A proxy from the environment must not stand between the controller and the router.
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(ADMIN_TIMEOUT)
-            .build()
+        let http = crate::local_http(ADMIN_TIMEOUT)
             .map_err(|e| RouterError::Invalid(format!("cannot build an HTTP client: {e}")))?;
         Ok(Self {
             base: base_url.trim_end_matches('/').to_string(),

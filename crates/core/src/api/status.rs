@@ -93,7 +93,7 @@ impl CanaryStatus {
     }
 }
 
-/// A Kubernetes-style condition; sluice keeps one, of type `PROMOTED`.
+/// A Kubernetes-style condition; sluice keeps one, of type `Promoted`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
