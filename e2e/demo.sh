@@ -37,4 +37,5 @@ if [ "${#flags[@]}" -gt 0 ] && [ -z "${KUBECONFIG:-}" ]; then
   echo "--- building the local control plane if needed (e2e/cluster/build.sh)"
   bash e2e/cluster/build.sh >/dev/null
 fi
-exec target/release/sluice demo --scenario "$scenario" "${flags[@]}"
+# Where cargo put it: a CARGO_TARGET_DIR from the environment wins over ./target.
+exec "${CARGO_TARGET_DIR:-target}/release/sluice" demo --scenario "$scenario" "${flags[@]}"
