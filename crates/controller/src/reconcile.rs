@@ -69,11 +69,11 @@ impl Context {
 
     /// The router of Canaries without `spec.provider` (the controller's `--router`).
     pub fn with_default_router(mut self, kind: RouterKind) -> Self {
-        self.routers = Routers::new(self.cluster.clone(), kind);
+        self.routers = self.routers.with_default(kind);
         self
     }
 
-    /// Other routers than the registered ones, such as `Routers::only` for the demo's proxy.
+    /// Other routers than the registered ones, such as `Routers::Only` for the demo's proxy.
     pub fn with_routers(mut self, routers: Routers) -> Self {
         self.routers = routers;
         self

@@ -165,7 +165,7 @@ impl Release {
         ));
         let hooks = Hooks::new().map_err(|e| ReleaseError::Hooks(e.to_string()))?;
         let ctx =
-            Context::new(cluster.clone(), observer, hooks).with_routers(Routers::only(router));
+            Context::new(cluster.clone(), observer, hooks).with_routers(Routers::Only(router));
         Ok(Self {
             cluster,
             ctx,

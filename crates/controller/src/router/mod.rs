@@ -77,47 +77,50 @@ pub fn managed_resources() -> Vec<Resource> {
 
 /// The routers of one controller, each built once, and which one a Canary gets.
 #[derive(Clone)]
-pub struct Routers {
-    default: RouterKind,
-    routers: BTreeMap<RouterKind, Arc<dyn Router>>,
-    /// Set when one router serves every Canary whatever its provider (see `Routers::only`).
-    only: Option<Arc<dyn Router>>,
+pub enum Routers {
+    /// Every registered router; Canaries without `spec.provider` get `default` (the
+    /// controller's `--router`).
+    ByProvider {
+        default: RouterKind,
+        routers: BTreeMap<RouterKind, Arc<dyn Router>>,
+    },
+    /// One router for every Canary whatever its provider: a router that steers traffic no
+    /// Kubernetes object describes, such as the demo's local proxy.
+    Only(Arc<dyn Router>),
 }
 
 impl Routers {
-    /// Every registered router over `cluster`; `default` serves Canaries without
-    /// `spec.provider` (the controller's `--router`).
+    /// Every registered router over `cluster`, with `default` for Canaries without a provider.
     pub fn new(cluster: Arc<dyn Cluster>, default: RouterKind) -> Self {
         let routers = RouterKind::ALL
             .into_iter()
             .map(|kind| (kind, build(kind, cluster.clone())))
             .collect();
-        Self {
-            default,
-            routers,
-            only: None,
-        }
+        Self::ByProvider { default, routers }
     }
 
-    /// One router for every Canary: a router that steers traffic no Kubernetes object
-    /// describes, such as the demo's local proxy.
-    pub fn only(router: Arc<dyn Router>) -> Self {
-        Self {
-            default: RouterKind::Kubernetes,
-            routers: BTreeMap::new(),
-            only: Some(router),
+    /// The same routers with another default; `Only` has none to change.
+    pub fn with_default(self, kind: RouterKind) -> Self {
+        match self {
+            Self::ByProvider { routers, .. } => Self::ByProvider {
+                default: kind,
+                routers,
+            },
+            only @ Self::Only(_) => only,
         }
     }
 
     /// The router of `canary`: its `spec.provider`, else the default.
     pub fn for_canary(&self, canary: &Canary) -> Result<Arc<dyn Router>, RouterError> {
-        if let Some(router) = &self.only {
-            return Ok(router.clone());
+        match self {
+            Self::Only(router) => Ok(router.clone()),
+            Self::ByProvider { default, routers } => {
+                let kind = canary.spec.provider.unwrap_or(*default);
+                routers.get(&kind).cloned().ok_or_else(|| {
+                    RouterError::Invalid(format!("no router is registered for provider {kind}"))
+                })
+            }
         }
-        let kind = canary.spec.provider.unwrap_or(self.default);
-        self.routers.get(&kind).cloned().ok_or_else(|| {
-            RouterError::Invalid(format!("no router is registered for provider {kind}"))
-        })
     }
 }
 
