@@ -376,3 +376,104 @@ async fn edits_during_a_step_are_not_lost() {
     assert_eq!(canary["status"]["phase"], "Succeeded");
     release.stop().await;
 }
+
+/// Waits until `done` holds, polling every 250 ms.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> F,
+) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_deleted_with_revert_on_deletion_hands_its_traffic_back_to_the_target() {
+    use kube::api::{DeleteParams, Patch, PatchParams};
+    let release = Release::start("revert", Scenario::Good).await;
+    let canaries = release.ns.api("sluice.dev/v1alpha1", "Canary").await;
+    let revert = json!({"spec": {"revertOnDeletion": true}});
+    canaries
+        .patch("podinfo", &PatchParams::default(), &Patch::Merge(&revert))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    release.wait_initialized().await;
+    let ns = &release.ns;
+    eventually("the finalizer", Duration::from_secs(30), || async {
+        ns.get("sluice.dev/v1alpha1", "Canary", "podinfo").await["metadata"]["finalizers"]
+            == json!(["sluice.dev/revert-on-deletion"])
+    })
+    .await;
+    assert_eq!(
+        ns.get("apps/v1", "Deployment", "podinfo").await["spec"]["replicas"],
+        0
+    );
+
+    let asked = Instant::now();
+    canaries
+        .delete("podinfo", &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually(
+        "the Canary's deletion",
+        Duration::from_secs(120),
+        || async {
+            ns.get_opt("sluice.dev/v1alpha1", "Canary", "podinfo")
+                .await
+                .is_none()
+        },
+    )
+    .await;
+    eprintln!(
+        "revert on deletion: the Canary went {:.0?} after the delete",
+        asked.elapsed()
+    );
+    // Then kube-controller-manager's garbage collector takes what the Canary still owned.
+    eventually(
+        "the primary's garbage collection",
+        Duration::from_secs(60),
+        || async {
+            ns.get_opt("apps/v1", "Deployment", "podinfo-primary")
+                .await
+                .is_none()
+        },
+    )
+    .await;
+    for generated in ["podinfo-primary", "podinfo-canary"] {
+        eventually(generated, Duration::from_secs(60), || async {
+            ns.get_opt("v1", "Service", generated).await.is_none()
+        })
+        .await;
+    }
+    // The target serves with the primary's replica count, through the apex Service and the
+    // HTTPRoute, which stay without an owner.
+    let target = ns.get("apps/v1", "Deployment", "podinfo").await;
+    assert_eq!(target["spec"]["replicas"], 1, "{target}");
+    assert_eq!(target["status"]["availableReplicas"], 1, "{target}");
+    let apex = ns.get("v1", "Service", "podinfo").await;
+    assert_eq!(
+        apex["spec"]["selector"],
+        json!({"app": "podinfo"}),
+        "{apex}"
+    );
+    assert!(apex["metadata"]["ownerReferences"].is_null(), "{apex}");
+    let route = ns
+        .get("gateway.networking.k8s.io/v1", "HTTPRoute", "podinfo")
+        .await;
+    let backends = &route["spec"]["rules"][0]["backendRefs"];
+    assert_eq!(backends.as_array().map(Vec::len), Some(1), "{route}");
+    assert_eq!(backends[0]["name"], "podinfo", "{route}");
+    assert!(route["metadata"]["ownerReferences"].is_null(), "{route}");
+    let notes = release.event_notes().await;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("traffic handed back to Deployment podinfo")),
+        "{notes:?}"
+    );
+    release.stop().await;
+}

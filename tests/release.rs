@@ -342,3 +342,161 @@ fn a_full_release_and_a_rollback() {
             .rejected
     );
 }
+
+fn names(cluster: &MemoryCluster, kind: &str) -> Vec<String> {
+    cluster
+        .objects_of_kind(kind)
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn canary_ref() -> ObjectRef {
+    ObjectRef::new("sluice.dev/v1alpha1", "Canary", "test", "podinfo")
+}
+
+fn finalizers(cluster: &MemoryCluster) -> Value {
+    block(cluster.get(&canary_ref())).unwrap().unwrap()["metadata"]["finalizers"].clone()
+}
+
+fn healthy() -> Arc<Scripted> {
+    Arc::new(Scripted {
+        canary_errors: 6,
+        asked: Mutex::new(0),
+    })
+}
+
+#[test]
+fn a_deleted_canary_takes_what_it_made_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = setup(dir.path());
+    let init = run(&file, healthy(), T0, &[Phase::Initialized], 10);
+    assert_eq!(init.phases.last(), Some(&(Phase::Initialized, 0)));
+    let cluster = MemoryCluster::persisted(file).unwrap();
+    assert_eq!(
+        finalizers(&cluster),
+        Value::Null,
+        "no revertOnDeletion, no finalizer"
+    );
+    cluster.delete(&canary_ref()).unwrap();
+    assert!(cluster.objects_of_kind("Canary").is_empty());
+    // Kubernetes' garbage collector deletes what the Canary owned: the target stays, at zero.
+    assert_eq!(names(&cluster, "Deployment"), ["podinfo"]);
+    assert!(names(&cluster, "Service").is_empty());
+    assert!(names(&cluster, "HTTPRoute").is_empty());
+    assert_eq!(names(&cluster, "ConfigMap"), ["podinfo-config"]);
+}
+
+#[test]
+fn revert_on_deletion_hands_the_traffic_back_to_the_target_before_the_canary_goes() {
+    use sluice_controller::finalize::{Finalized, finalize};
+    let dir = tempfile::tempdir().unwrap();
+    let file = setup(dir.path());
+    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
+    let mut reverting = canary();
+    reverting["spec"]["revertOnDeletion"] = json!(true);
+    block(cluster.apply(reverting)).unwrap();
+    drop(cluster);
+    let init = run(&file, healthy(), T0, &[Phase::Initialized], 10);
+    assert_eq!(init.phases.last(), Some(&(Phase::Initialized, 0)));
+
+    let cluster = Arc::new(MemoryCluster::persisted(file.clone()).unwrap());
+    assert_eq!(
+        finalizers(&cluster),
+        json!(["sluice.dev/revert-on-deletion"])
+    );
+    // Turned off, the finalizer goes; turned on again, it comes back.
+    for (revert, expected) in [
+        (false, json!([])),
+        (true, json!(["sluice.dev/revert-on-deletion"])),
+    ] {
+        let mut edited = canary();
+        edited["spec"]["revertOnDeletion"] = json!(revert);
+        block(cluster.apply(edited)).unwrap();
+        let ctx = Context::new(cluster.clone(), healthy(), Hooks::new().unwrap());
+        let stored = block(load_canary(cluster.as_ref(), "test", "podinfo"))
+            .unwrap()
+            .unwrap();
+        block(reconcile(&ctx, &stored, init.now)).unwrap();
+        assert_eq!(finalizers(&cluster), expected);
+    }
+
+    cluster.delete(&canary_ref()).unwrap();
+    // Held by the finalizer: marked, and everything still serving from the primary.
+    let marked = block(cluster.get(&canary_ref())).unwrap().unwrap();
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    assert_eq!(
+        names(&cluster, "Deployment"),
+        ["podinfo", "podinfo-primary"]
+    );
+
+    let service = |name: &str| {
+        block(cluster.get(&ObjectRef::new("v1", "Service", "test", name)))
+            .unwrap()
+            .unwrap()
+    };
+    let ctx = Context::new(cluster.clone(), healthy(), Hooks::new().unwrap());
+    let mut now = init.now;
+    let mut waits = 0;
+    for _ in 0..20 {
+        cluster.set_now(now);
+        let Some(stored) = block(load_canary(cluster.as_ref(), "test", "podinfo")).unwrap() else {
+            break;
+        };
+        match block(finalize(&ctx, &stored, now)).unwrap() {
+            Finalized::Done => {}
+            Finalized::Again(after) => {
+                waits += 1;
+                // While the target scales up, clients still reach the primary.
+                assert_eq!(
+                    service("podinfo")["spec"]["selector"]["app"],
+                    "podinfo-primary"
+                );
+                now += after.as_secs() as i64;
+            }
+        }
+    }
+    assert!(
+        cluster.objects_of_kind("Canary").is_empty(),
+        "the Canary is deleted"
+    );
+    // The target took the primary's two replicas (Deployments here are ready 20 s after a
+    // change, so the finalizer waited: one scale, then looks every 5 s).
+    assert!(waits >= 4, "{waits} waits");
+    assert_eq!(names(&cluster, "Deployment"), ["podinfo"]);
+    let target = block(cluster.get(&ObjectRef::new("apps/v1", "Deployment", "test", "podinfo")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(target["spec"]["replicas"], 2);
+    assert_eq!(target["status"]["availableReplicas"], 2);
+    // The apex Service and the HTTPRoute stay, pointed at the target's pods, owned by nobody.
+    assert_eq!(names(&cluster, "Service"), ["podinfo"]);
+    let apex = service("podinfo");
+    assert_eq!(apex["spec"]["selector"], json!({"app": "podinfo"}));
+    assert_eq!(apex["metadata"]["ownerReferences"], json!([]));
+    let route = &cluster.objects_of_kind("HTTPRoute")[0];
+    assert_eq!(
+        route["spec"]["rules"],
+        json!([{"backendRefs": [{"name": "podinfo", "port": 9898}]}])
+    );
+    assert_eq!(route["spec"]["parentRefs"][0]["name"], "public");
+    assert_eq!(route["metadata"]["ownerReferences"], json!([]));
+    assert_eq!(names(&cluster, "ConfigMap"), ["podinfo-config"]);
+    let reasons: Vec<String> = cluster
+        .events()
+        .iter()
+        .map(|e| e.event.reason.clone())
+        .collect();
+    assert!(
+        reasons.contains(&"RevertScaling".to_string()),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.last().map(String::as_str),
+        Some("Reverted"),
+        "{reasons:?}"
+    );
+}

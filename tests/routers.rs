@@ -419,3 +419,48 @@ async fn the_memory_cluster_refuses_kinds_no_router_declares() {
     });
     cluster.apply(route).await.unwrap();
 }
+
+#[tokio::test]
+async fn gateway_api_finalize_sends_everything_to_the_apex_and_keeps_the_route() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = gateway(&cluster);
+    let canary = canary();
+    router
+        .set_routes(&canary, Routes::canary_weight(30))
+        .await
+        .unwrap();
+    router.finalize(&canary).await.unwrap();
+    let mut expected = route_with_rules(json!([
+        {"backendRefs": [{"name": "podinfo", "port": 9898}]},
+    ]));
+    // An empty list: applied, it takes away the owner reference sluice set, so that the route
+    // outlives the Canary.
+    expected["metadata"]["ownerReferences"] = json!([]);
+    assert_eq!(stored_route(&cluster).await, expected);
+}
+
+#[tokio::test]
+async fn the_apex_handed_back_selects_the_targets_pods_and_has_no_owner() {
+    let target = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {"selector": {"matchLabels": {"app": "podinfo"}}},
+    });
+    let apex = objects::handed_back_apex(&canary(), &target).unwrap();
+    assert_eq!(
+        apex,
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "podinfo", "namespace": "test", "ownerReferences": []},
+            "spec": {
+                "type": "ClusterIP",
+                "selector": {"app": "podinfo"},
+                "ports": [{"name": "http", "port": 9898, "protocol": "TCP", "targetPort": 9898}],
+            },
+        })
+    );
+    // The same Service the bootstrap made, but for the selector and the owner.
+    let bootstrap = objects::services(&canary(), UID, &target).unwrap();
+    assert_eq!(bootstrap[0]["spec"]["ports"], apex["spec"]["ports"]);
+    assert_eq!(bootstrap[0]["spec"]["selector"]["app"], "podinfo-primary");
+}

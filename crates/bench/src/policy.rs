@@ -7,8 +7,8 @@ use statrs::stats_tests::mannwhitneyu::{MannWhitneyUMethod, mannwhitneyu};
 
 use sluice_core::analysis::{Observation, Observed, RequestCounts};
 use sluice_core::api::ReleaseVerdict;
-use sluice_core::api::{Canary, CanaryStatus, Phase};
-use sluice_core::rollout::{self, HookOutcome, Inputs, Workload, World};
+use sluice_core::api::{Canary, CanaryStatus, HookType, Phase};
+use sluice_core::rollout::{self, HookOutcome, MetricsWindow, Workload, World};
 
 /// One arm's counts over a read window; histogram buckets are cumulative, `+Inf` last.
 #[derive(Clone, Debug, PartialEq)]
@@ -128,28 +128,58 @@ impl Sluice {
 
     /// Steps the state machine at `t` until it settles; returns the last decision's phase.
     fn settle(&mut self, t: i64, observations: Option<Vec<Observation>>) {
-        let inputs = Inputs {
-            observations,
-            hooks: Default::default(),
-        };
+        let mut answers = Simulated { observations };
         for _ in 0..4 {
-            match rollout::step(
+            let decision = rollout::drive(
                 &self.canary.spec,
                 &self.status,
                 &self.world,
-                &inputs,
                 EPOCH + t,
-            ) {
-                rollout::Step::Done(decision) => {
+                &mut answers,
+            );
+            match ready(decision) {
+                Some(Ok(decision)) => {
                     let moved = !decision.actions.is_empty();
                     self.status = decision.status;
                     if !moved || decision.judgement.is_some() {
                         return;
                     }
                 }
-                rollout::Step::Need(_) => return,
+                // Asked for what this look does not have (metrics between looks): wait.
+                Some(Err(_)) | None => return,
             }
         }
+    }
+}
+
+/// The benchmark's answers: the window's observations when the look has some, no webhooks.
+struct Simulated {
+    observations: Option<Vec<Observation>>,
+}
+
+/// A need the simulation cannot meet at this moment.
+struct NotNow;
+
+impl rollout::Answers for Simulated {
+    type Error = NotNow;
+
+    async fn metrics(&mut self, _: MetricsWindow, _: i64) -> Result<Vec<Observation>, NotNow> {
+        self.observations.take().ok_or(NotNow)
+    }
+
+    async fn hook(&mut self, _: HookType) -> Result<HookOutcome, NotNow> {
+        Err(NotNow)
+    }
+}
+
+/// The output of a future that is ready at once, as the simulation's answers are; `None` if it
+/// is not.
+fn ready<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }
 
@@ -208,7 +238,6 @@ impl Policy for Sluice {
     }
 
     fn decide(&mut self, t: i64, window: &Window, _: &[Truth]) -> Step {
-        let _ = HookOutcome::Passed;
         self.settle(t, Some(observations(window)));
         match self.status.verdict() {
             Some(ReleaseVerdict::Promoted) => Step::Promote,

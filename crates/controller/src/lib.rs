@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod cluster;
 pub mod error_chain;
+pub mod finalize;
 pub mod hooks;
 pub mod leader;
 pub mod load;

@@ -14,8 +14,9 @@ use crate::cluster::{Cause, Cluster, ClusterError, Event, ObjectRef};
 use crate::hooks::Hooks;
 use crate::notify::{Notification, Notifier};
 use crate::router::{RouterError, Routers};
+use sluice_core::analysis::Observation;
 use sluice_core::api::{Canary, HookType, Phase, RouterKind};
-use sluice_core::rollout::{self, Action, Decision, Inputs, Step};
+use sluice_core::rollout::{self, Action, Decision, HookOutcome, MetricsWindow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -107,36 +108,24 @@ pub async fn reconcile(
     let name = canary.name_any();
     let namespace = canary.namespace().unwrap_or_else(|| "default".into());
     let status = canary.status.clone().unwrap_or_default();
+    crate::finalize::keep_finalizer(ctx, canary).await?;
     let world = observe(ctx.cluster.as_ref(), canary).await?;
     let phase = status.phase.unwrap_or(Phase::Initializing);
     let checksum = world.revision.clone().unwrap_or_default();
-    let mut inputs = Inputs::default();
-    let mut decision = None;
-    // At most: metrics and hooks, then a gate that depends on the verdict.
-    for _ in 0..4 {
-        match rollout::step(&canary.spec, &status, &world, &inputs, now) {
-            Step::Done(done) => {
-                decision = Some(*done);
-                break;
+    let mut answers = Live {
+        ctx,
+        canary,
+        phase,
+        checksum: &checksum,
+    };
+    let decision = rollout::drive(&canary.spec, &status, &world, now, &mut answers)
+        .await
+        .map_err(|e| match e {
+            rollout::DriveError::Answer(never) => match never {},
+            rollout::DriveError::Undecided(_) => {
+                ReconcileError::Undecided(format!("{namespace}/{name}"))
             }
-            Step::Need(needs) => {
-                if let Some(window) = needs.metrics
-                    && inputs.observations.is_none()
-                {
-                    inputs.observations = Some(ctx.observer.observe(canary, now, window).await);
-                }
-                for kind in needs.hooks {
-                    if let std::collections::btree_map::Entry::Vacant(slot) =
-                        inputs.hooks.entry(kind)
-                    {
-                        slot.insert(ctx.hooks.check(canary, kind, phase, &checksum).await);
-                    }
-                }
-            }
-        }
-    }
-    let decision =
-        decision.ok_or_else(|| ReconcileError::Undecided(format!("{namespace}/{name}")))?;
+        })?;
     let new_phase = decision.status.phase.unwrap_or(phase);
     for action in &decision.actions {
         carry_out(ctx, canary, action, new_phase, &checksum).await?;
@@ -152,7 +141,36 @@ pub async fn reconcile(
     })
 }
 
-fn object_error(canary: &Canary) -> impl Fn(ObjectError) -> ReconcileError + '_ {
+/// The controller's answers: Prometheus through the observer, and the Canary's webhooks.
+struct Live<'a> {
+    ctx: &'a Context,
+    canary: &'a Canary,
+    phase: Phase,
+    checksum: &'a str,
+}
+
+impl rollout::Answers for Live<'_> {
+    /// Failed queries and hooks are answers too (no data, a failed gate), for the step to judge.
+    type Error = std::convert::Infallible;
+
+    async fn metrics(
+        &mut self,
+        window: MetricsWindow,
+        now: i64,
+    ) -> Result<Vec<Observation>, Self::Error> {
+        Ok(self.ctx.observer.observe(self.canary, now, window).await)
+    }
+
+    async fn hook(&mut self, kind: HookType) -> Result<HookOutcome, Self::Error> {
+        Ok(self
+            .ctx
+            .hooks
+            .check(self.canary, kind, self.phase, self.checksum)
+            .await)
+    }
+}
+
+pub(crate) fn object_error(canary: &Canary) -> impl Fn(ObjectError) -> ReconcileError + '_ {
     move |source| ReconcileError::Object {
         canary: format!(
             "{}/{}",
@@ -231,7 +249,10 @@ async fn carry_out(
     }
 }
 
-async fn target(ctx: &Context, canary: &Canary) -> Result<Option<Value>, ReconcileError> {
+pub(crate) async fn target(
+    ctx: &Context,
+    canary: &Canary,
+) -> Result<Option<Value>, ReconcileError> {
     let namespace = canary.namespace().unwrap_or_else(|| "default".into());
     let reference = ObjectRef::new(
         "apps/v1",

@@ -23,6 +23,7 @@ use super::reconcile::{Context, ReconcileError, reconcile};
 use crate::cluster::Cluster;
 use crate::cluster::apiserver::KubeCluster;
 use crate::error_chain::error_chain;
+use crate::finalize::{self, Finalized};
 use crate::hooks::Hooks;
 use crate::telemetry::Metrics;
 use sluice_core::api::validate::validate_canary;
@@ -481,6 +482,13 @@ async fn reconcile_once(
     else {
         return Ok(Requeue::await_change());
     };
+    // Before validation: a Canary being deleted is let go whatever its spec.
+    if finalize::is_deleted(&canary) {
+        return match finalize::finalize(&data.ctx, &canary, now()).await? {
+            Finalized::Done => Ok(Requeue::await_change()),
+            Finalized::Again(after) => Ok(Requeue::requeue(after)),
+        };
+    }
     if let Err(errors) = validate_canary(&canary) {
         // Nothing is changed in the cluster for an invalid Canary; the status says what to fix.
         let mut status = canary.status.clone().unwrap_or_default();

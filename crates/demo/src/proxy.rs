@@ -366,6 +366,11 @@ impl Router for LocalRouter {
     fn get_routes<'a>(&'a self, _canary: &'a Canary) -> BoxFuture<'a, Result<Routes, RouterError>> {
         Box::pin(async move { Ok(self.routes()) })
     }
+
+    /// The target's own pods are the canary arm's app: they take all traffic.
+    fn finalize<'a>(&'a self, _canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async move { self.set(Routes::canary_weight(100)) })
+    }
 }
 
 /// Routes in one word: primary weight in bits 0-31, canary weight in bits 32-62, the match flag in
@@ -632,6 +637,11 @@ impl Router for LocalRouterClient {
 
     fn get_routes<'a>(&'a self, _canary: &'a Canary) -> BoxFuture<'a, Result<Routes, RouterError>> {
         Box::pin(async move { self.routes().await })
+    }
+
+    /// The target's own pods are the canary arm's app: they take all traffic.
+    fn finalize<'a>(&'a self, _canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async move { self.set(Routes::canary_weight(100)).await })
     }
 }
 

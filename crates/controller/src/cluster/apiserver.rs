@@ -6,7 +6,7 @@
 
 use ::kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use ::kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use ::kube::{Client, Resource};
+use ::kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use std::sync::Arc;
@@ -243,6 +243,38 @@ impl Cluster for KubeCluster {
                 .publish(&kube_event, &canary.object_ref(&()))
                 .await
                 .map_err(|e| cluster_error("an event", &reference, e))?;
+            Ok(())
+        })
+    }
+
+    fn set_finalizer<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        finalizer: &'a str,
+        present: bool,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(async move {
+            let reference = canary_ref(namespace, name);
+            let api = self.api(&reference)?;
+            let canary = api
+                .get_metadata(name)
+                .await
+                .map_err(|e| cluster_error("a read", &reference, e))?;
+            let Some(finalizers) = super::with_finalizer(canary.finalizers(), finalizer, present)
+            else {
+                return Ok(());
+            };
+            // A merge patch replaces the list whole; the resourceVersion read makes it refused
+            // (409, retried by the next reconcile) if someone changed the finalizers meanwhile.
+            let patch = json!({"metadata": {
+                "resourceVersion": canary.resource_version(),
+                "finalizers": finalizers,
+            }});
+            tracing::debug!(canary = %reference, finalizer, present, "finalizer");
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| cluster_error("a finalizer update", &reference, e))?;
             Ok(())
         })
     }

@@ -146,6 +146,13 @@ impl MemoryCluster {
         .unwrap_or_default()
     }
 
+    /// Deletes an object as the API server and its garbage collector do: one with finalizers is
+    /// only marked (`metadata.deletionTimestamp`) until they are removed; one without goes, and
+    /// so, in turn, do the objects it alone owns.
+    pub fn delete(&self, object: &ObjectRef) -> Result<(), ClusterError> {
+        self.with(true, |s| delete_in(s, &key(object)))
+    }
+
     pub fn events(&self) -> Vec<RecordedEvent> {
         self.with(false, |s| s.events.clone()).unwrap_or_default()
     }
@@ -176,6 +183,80 @@ impl MemoryCluster {
         });
         object
     }
+}
+
+fn finalizers(object: &Value) -> Vec<String> {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+fn delete_in(state: &mut State, k: &str) {
+    let now = state.now;
+    let Some(object) = state.objects.get_mut(k) else {
+        return;
+    };
+    if !finalizers(object).is_empty() {
+        if object.pointer("/metadata/deletionTimestamp").is_none() {
+            object["metadata"]["deletionTimestamp"] = json!(sluice_core::time::rfc3339(now));
+        }
+        return;
+    }
+    let Some(gone) = state.objects.remove(k) else {
+        return;
+    };
+    state.rolled_at.remove(k);
+    // Background cascading deletion: dependents whose every owner is gone go too.
+    let dependents: Vec<String> = state
+        .objects
+        .iter()
+        .filter(|(_, o)| {
+            let owners = o
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            owners.iter().any(|owner| owns(owner, &gone))
+                && owners
+                    .iter()
+                    .all(|owner| !owner_exists(&state.objects, owner, o))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for dependent in dependents {
+        delete_in(state, &dependent);
+    }
+}
+
+/// Whether an owner reference names `object`: same kind and name, and the same uid where both
+/// have one (objects built in tests often have none).
+fn owns(owner: &Value, object: &Value) -> bool {
+    let text = |v: &Value, pointer: &str| {
+        v.pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let uid_matches = match (text(owner, "/uid"), text(object, "/metadata/uid")) {
+        (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => a == b,
+        _ => true,
+    };
+    text(owner, "/kind") == text(object, "/kind")
+        && text(owner, "/name") == text(object, "/metadata/name")
+        && uid_matches
+}
+
+/// Whether the owner an owner reference of `dependent` names is still stored (owners are in the
+/// dependent's namespace).
+fn owner_exists(objects: &BTreeMap<String, Value>, owner: &Value, dependent: &Value) -> bool {
+    let namespace = dependent.pointer("/metadata/namespace");
+    objects
+        .values()
+        .any(|o| o.pointer("/metadata/namespace") == namespace && owns(owner, o))
 }
 
 /// JSON merge (RFC 7386), which is what applying a full object with one field manager amounts to.
@@ -285,6 +366,39 @@ impl Cluster for MemoryCluster {
                     event: event.clone(),
                 })
             })
+        })
+    }
+
+    fn set_finalizer<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        finalizer: &'a str,
+        present: bool,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(async move {
+            let reference = ObjectRef::new("sluice.dev/v1alpha1", "Canary", namespace, name);
+            self.with(true, |s| {
+                let k = key(&reference);
+                let Some(canary) = s.objects.get_mut(&k) else {
+                    return Err(ClusterError::Refused {
+                        action: "a finalizer update",
+                        object: reference.to_string(),
+                        message: "not found".into(),
+                    });
+                };
+                let Some(list) = super::with_finalizer(&finalizers(canary), finalizer, present)
+                else {
+                    return Ok(());
+                };
+                canary["metadata"]["finalizers"] = json!(list);
+                // The API server deletes an object marked for deletion once its last finalizer
+                // is removed.
+                if list.is_empty() && canary.pointer("/metadata/deletionTimestamp").is_some() {
+                    delete_in(s, &k);
+                }
+                Ok(())
+            })?
         })
     }
 }

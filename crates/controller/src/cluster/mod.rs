@@ -173,6 +173,41 @@ pub trait Cluster: Send + Sync {
         name: &'a str,
         event: &'a Event,
     ) -> BoxFuture<'a, Result<(), ClusterError>>;
+
+    /// Adds (`present`) or removes `finalizer` on a Canary; nothing when it is so already. Not
+    /// an apply: the user owns the Canary, and an apply of its metadata by sluice's field manager
+    /// would take fields from them.
+    fn set_finalizer<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        finalizer: &'a str,
+        present: bool,
+    ) -> BoxFuture<'a, Result<(), ClusterError>>;
+}
+
+/// `finalizers` with `finalizer` added or removed; `None` when that changes nothing.
+pub fn with_finalizer(
+    finalizers: &[String],
+    finalizer: &str,
+    present: bool,
+) -> Option<Vec<String>> {
+    let has = finalizers.iter().any(|f| f == finalizer);
+    match (has, present) {
+        (false, true) => {
+            let mut out = finalizers.to_vec();
+            out.push(finalizer.to_string());
+            Some(out)
+        }
+        (true, false) => Some(
+            finalizers
+                .iter()
+                .filter(|f| *f != finalizer)
+                .cloned()
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

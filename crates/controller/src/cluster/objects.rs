@@ -506,6 +506,39 @@ pub fn services(
     canary_uid: &str,
     target: &Value,
 ) -> Result<Vec<Value>, ObjectError> {
+    let port = service_port(canary)?;
+    let (label, value) = selector_label(target)?;
+    let apex = canary.spec.service_name();
+    let make = |name: String, pods: String| {
+        let metadata = metadata(canary, canary_uid, &name, Map::new(), Map::new());
+        service(metadata, &label, pods, &port)
+    };
+    Ok(vec![
+        make(apex.clone(), primary_name(&value)),
+        make(primary_name(&apex), primary_name(&value)),
+        make(format!("{apex}-canary"), value),
+    ])
+}
+
+/// The apex Service handed back to the target when the Canary is deleted with
+/// `revertOnDeletion`: it selects the target's own pods and has no owner, so that it outlives
+/// the Canary (an empty list, so that applying it removes the owner reference sluice set).
+pub fn handed_back_apex(canary: &Canary, target: &Value) -> Result<Value, ObjectError> {
+    let port = service_port(canary)?;
+    let (label, value) = selector_label(target)?;
+    let mut metadata = metadata(
+        canary,
+        "",
+        &canary.spec.service_name(),
+        Map::new(),
+        Map::new(),
+    );
+    metadata["ownerReferences"] = json!([]);
+    Ok(service(metadata, &label, value, &port))
+}
+
+/// The port of the Canary's Services, from `spec.service`.
+fn service_port(canary: &Canary) -> Result<Value, ObjectError> {
     let service = canary
         .spec
         .service
@@ -513,8 +546,6 @@ pub fn services(
         .ok_or_else(|| ObjectError::NoService {
             canary: format!("{}/{}", canary_namespace(canary), canary.name_any()),
         })?;
-    let (label, value) = selector_label(target)?;
-    let apex = canary.spec.service_name();
     let target_port = match &service.target_port {
         Some(port) => serde_json::to_value(port).map_err(|e| ObjectError::Invalid {
             object: format!("Canary {}", canary.name_any()),
@@ -522,29 +553,25 @@ pub fn services(
         })?,
         None => json!(service.port),
     };
-    let port = json!({
+    Ok(json!({
         "name": service.port_name.as_deref().unwrap_or("http"),
         "port": service.port,
         "protocol": "TCP",
         "targetPort": target_port,
-    });
-    let make = |name: String, pods: String| {
-        json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": metadata(canary, canary_uid, &name, Map::new(), Map::new()),
-            "spec": {
-                "type": "ClusterIP",
-                "selector": {label.as_str(): pods},
-                "ports": [port.clone()],
-            },
-        })
-    };
-    Ok(vec![
-        make(apex.clone(), primary_name(&value)),
-        make(primary_name(&apex), primary_name(&value)),
-        make(format!("{apex}-canary"), value),
-    ])
+    }))
+}
+
+fn service(metadata: Value, label: &str, pods: String, port: &Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {label: pods},
+            "ports": [port.clone()],
+        },
+    })
 }
 
 /// `<hpa>-primary`: the target's HorizontalPodAutoscaler aimed at `<target>-primary`.

@@ -10,7 +10,7 @@ use crate::providers::collect::Collector;
 use sluice_core::analysis::{Judgement, Observation, Verdict};
 use sluice_core::api::ReleaseVerdict;
 use sluice_core::api::{Canary, CanaryStatus, Evidence, HookType, Phase};
-use sluice_core::rollout::{self, HookOutcome, Inputs, MetricsWindow, Needs, Workload, World};
+use sluice_core::rollout::{self, DriveError, HookOutcome, MetricsWindow, Workload, World};
 
 /// How the release ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -75,51 +75,33 @@ pub async fn replay(
         last_promoted_spec: Some("before".into()),
         ..CanaryStatus::default()
     };
-    let open = Inputs {
-        observations: None,
-        hooks: ALL_HOOKS
-            .iter()
-            .map(|&h| (h, HookOutcome::Passed))
-            .collect(),
-    };
     let mut steps = Vec::new();
     let mut now = start;
-    let mut judged = 0u32;
-    let mut announced = 0u32;
+    let mut answers = Replayed {
+        collector,
+        progress: &mut progress,
+        planned,
+        judged: 0,
+        announced: 0,
+    };
     let mut still = 0;
     while now <= end && still < 8 {
-        let mut inputs = open.clone();
-        let decision = loop {
-            match rollout::step(spec, &status, &world, &inputs, now) {
-                rollout::Step::Done(decision) => break *decision,
-                rollout::Step::Need(Needs {
-                    metrics: Some(window),
-                    ..
-                }) if inputs.observations.is_none() => {
-                    // Once per interval, at its first look.
-                    if announced <= judged {
-                        announced = judged + 1;
-                        progress(announced, planned, now);
-                    }
-                    if window.guardrails {
-                        judged += 1;
-                    }
-                    inputs.observations = Some(observe(collector, now, window).await?);
-                }
-                rollout::Step::Need(needs) => {
-                    // Every hook is answered up front: only metrics can be missing.
-                    let reason = format!("internal: the replay cannot provide {needs:?}");
-                    return Ok(finish(
-                        Outcome::Inconclusive,
-                        None,
-                        reason,
-                        steps,
-                        status,
-                        planned,
-                    ));
-                }
+        let decision = match rollout::drive(spec, &status, &world, now, &mut answers).await {
+            Ok(decision) => decision,
+            Err(DriveError::Answer(error)) => return Err(error),
+            Err(DriveError::Undecided(needs)) => {
+                let reason = format!("internal: the replay cannot provide {needs:?}");
+                return Ok(finish(
+                    Outcome::Inconclusive,
+                    None,
+                    reason,
+                    steps,
+                    status,
+                    planned,
+                ));
             }
         };
+        let judged = answers.judged;
         // Steps, and a rollback at a check between them (counted in the interval it ends).
         let shown = |j: &Judgement| j.step || matches!(j.verdict, Verdict::Rollback { .. });
         let between = decision.judgement.as_ref().is_some_and(|j| !j.step);
@@ -192,34 +174,51 @@ pub async fn replay(
     ))
 }
 
-const ALL_HOOKS: [HookType; 8] = [
-    HookType::ConfirmRollout,
-    HookType::PreRollout,
-    HookType::Rollout,
-    HookType::ConfirmTrafficIncrease,
-    HookType::ConfirmPromotion,
-    HookType::PostRollout,
-    HookType::Rollback,
-    HookType::Event,
-];
+/// The replay's answers: the metrics from Prometheus, every gate open and every webhook passing
+/// (a replay calls no hooks).
+struct Replayed<'a, P> {
+    collector: &'a Collector,
+    progress: &'a mut P,
+    planned: u32,
+    /// Analysis steps looked at so far.
+    judged: u32,
+    /// The last interval `progress` was told about.
+    announced: u32,
+}
 
-/// One interval's observations. No data is recorded as such (it holds the release); any other
-/// error stops the replay.
-async fn observe(
-    collector: &Collector,
-    at: i64,
-    window: MetricsWindow,
-) -> Result<Vec<Observation>, QueryError> {
-    let mut observations = Vec::new();
-    for (metric, result) in collector.observe(at, Some(window)).await {
-        let result = match result {
-            Ok(observed) => Ok(observed),
-            Err(e) if e.is_no_data() => Err(e.to_string()),
-            Err(e) => return Err(e),
-        };
-        observations.push(Observation { metric, result });
+impl<P: FnMut(u32, u32, i64)> rollout::Answers for Replayed<'_, P> {
+    type Error = QueryError;
+
+    /// One interval's observations. No data is recorded as such (it holds the release); any
+    /// other error stops the replay.
+    async fn metrics(
+        &mut self,
+        window: MetricsWindow,
+        now: i64,
+    ) -> Result<Vec<Observation>, QueryError> {
+        // Once per interval, at its first look.
+        if self.announced <= self.judged {
+            self.announced = self.judged + 1;
+            (self.progress)(self.announced, self.planned, now);
+        }
+        if window.guardrails {
+            self.judged += 1;
+        }
+        let mut observations = Vec::new();
+        for (metric, result) in self.collector.observe(now, Some(window)).await {
+            let result = match result {
+                Ok(observed) => Ok(observed),
+                Err(e) if e.is_no_data() => Err(e.to_string()),
+                Err(e) => return Err(e),
+            };
+            observations.push(Observation { metric, result });
+        }
+        Ok(observations)
     }
-    Ok(observations)
+
+    async fn hook(&mut self, _kind: HookType) -> Result<HookOutcome, QueryError> {
+        Ok(HookOutcome::Passed)
+    }
 }
 
 fn finish(

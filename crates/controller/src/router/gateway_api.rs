@@ -88,6 +88,34 @@ pub fn http_route(canary: &Canary, routes: Routes) -> Result<Value, RouterError>
     }
     rules.push(json!({"backendRefs": backends(routes.primary, routes.canary)}));
 
+    // A Canary read from the API server always has a uid; one built in process (a test, a dry
+    // run) has none, and an owner reference without a uid would be refused.
+    let owner = canary
+        .metadata
+        .uid
+        .as_deref()
+        .map(|uid| json!([owner_reference(canary, uid)]));
+    Ok(route(canary, service, rules, owner))
+}
+
+/// The HTTPRoute left when the Canary is deleted with `revertOnDeletion`: every request to the
+/// apex Service, which then selects the target's pods, and no owner (an empty list, so that
+/// applying it removes the one sluice set).
+pub fn handed_back_route(canary: &Canary) -> Result<Value, RouterError> {
+    let service = service(canary)?;
+    let backend = json!([{"name": canary.spec.service_name(), "port": service.port}]);
+    let rules = vec![json!({"backendRefs": backend})];
+    Ok(route(canary, service, rules, Some(json!([]))))
+}
+
+/// An HTTPRoute named after the apex Service with `rules`, attached to the Canary's gateways and
+/// hosts; `owners` as its ownerReferences, left out when `None`.
+fn route(
+    canary: &Canary,
+    service: &ServiceSpec,
+    rules: Vec<Value>,
+    owners: Option<Value>,
+) -> Value {
     let parent_refs: Vec<Value> = service
         .gateway_refs
         .iter()
@@ -111,22 +139,17 @@ pub fn http_route(canary: &Canary, routes: Routes) -> Result<Value, RouterError>
     spec.insert("rules".into(), Value::Array(rules));
 
     let mut metadata = Map::new();
-    metadata.insert("name".into(), json!(apex));
+    metadata.insert("name".into(), json!(canary.spec.service_name()));
     metadata.insert("namespace".into(), json!(namespace(canary)));
-    // A Canary read from the API server always has a uid; one built in process (a test, a dry
-    // run) has none, and an owner reference without a uid would be refused.
-    if let Some(uid) = canary.metadata.uid.as_deref() {
-        metadata.insert(
-            "ownerReferences".into(),
-            json!([owner_reference(canary, uid)]),
-        );
+    if let Some(owners) = owners {
+        metadata.insert("ownerReferences".into(), owners);
     }
-    Ok(json!({
+    json!({
         "apiVersion": API_VERSION,
         "kind": "HTTPRoute",
         "metadata": Value::Object(metadata),
         "spec": Value::Object(spec),
-    }))
+    })
 }
 
 /// `analysis.match` as HTTPRoute matches: each entry is one match (entries are alternatives), its
@@ -283,6 +306,13 @@ impl Router for GatewayApi {
     ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
             self.cluster.apply(http_route(canary, routes)?).await?;
+            Ok(())
+        })
+    }
+
+    fn finalize<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async move {
+            self.cluster.apply(handed_back_route(canary)?).await?;
             Ok(())
         })
     }

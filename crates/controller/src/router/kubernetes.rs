@@ -142,6 +142,11 @@ impl Router for KubernetesService {
         })
     }
 
+    /// The apex Service is this router's only object, and the controller has handed it back.
+    fn finalize<'a>(&'a self, _canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Routes, RouterError>> {
         Box::pin(async move {
             let [apex, primary, canary_pods] = self.selectors(canary).await?;

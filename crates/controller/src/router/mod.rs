@@ -27,6 +27,11 @@ pub trait Router: Send + Sync {
 
     /// Where traffic points now.
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Routes, RouterError>>;
+
+    /// The Canary is being deleted with `revertOnDeletion` and the apex Service already selects
+    /// the target's pods: sends all traffic through the apex Service and keeps (un-owns) the
+    /// objects that carry it, so that they outlive the Canary.
+    fn finalize<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>>;
 }
 
 pub mod gateway_api;

@@ -45,6 +45,11 @@ pub struct CanarySpec {
     pub skip_analysis: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// When the Canary is deleted, hand traffic back to the target first: scale it up to the
+    /// primary's replicas, point the apex Service and the router's objects at its pods and keep
+    /// them. Without it they go with the Canary (Flagger's field name).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revert_on_deletion: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
