@@ -469,6 +469,10 @@ async fn a_canary_deleted_with_revert_on_deletion_hands_its_traffic_back_to_the_
     assert_eq!(backends[0]["name"], "podinfo", "{route}");
     assert!(route["metadata"]["ownerReferences"].is_null(), "{route}");
     let notes = release.event_notes().await;
+    eprintln!(
+        "revert on deletion: events {:?}",
+        &notes[notes.len().saturating_sub(3)..]
+    );
     assert!(
         notes
             .iter()

@@ -77,8 +77,9 @@ pub async fn finalize(
             if let Some(target) = target(ctx, canary).await? {
                 ctx.cluster.apply(objects::scale(&target, replicas)).await?;
             }
+            let pods = if replicas == 1 { "replica" } else { "replicas" };
             let message = format!(
-                "scaling Deployment {target_name} to {replicas} replicas to take the traffic back \
+                "scaling Deployment {target_name} to {replicas} {pods} to take the traffic back \
                  before the Canary is deleted (revertOnDeletion)"
             );
             tracing::info!(canary = %name, %namespace, %message, "event");
