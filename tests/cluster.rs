@@ -481,3 +481,112 @@ async fn a_canary_deleted_with_revert_on_deletion_hands_its_traffic_back_to_the_
     );
     release.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nginx_routers_canary_ingress_is_accepted_and_steered_on_a_real_api_server() {
+    use sluice_controller::cluster::Cluster;
+    use sluice_controller::cluster::apiserver::KubeCluster;
+    use sluice_core::api::{Canary, RouterKind};
+    use sluice_core::rollout::Routes;
+    use std::sync::Arc;
+    let ns = TestNamespace::new("nginx").await;
+    ns.apply(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "podinfo",
+                     "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "8m"}},
+        "spec": {"ingressClassName": "nginx", "rules": [{"host": "podinfo.example.com",
+            "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}}]}}]},
+    }))
+    .await;
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/canary.yaml");
+    let text = std::fs::read_to_string(file).expect("e2e/canary.yaml");
+    let mut canary: serde_json::Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    canary["metadata"]["namespace"] = json!(ns.name);
+    canary["spec"]["provider"] = json!("nginx");
+    canary["spec"]["ingressRef"] =
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"});
+    let analysis = canary["spec"]["analysis"]
+        .as_object_mut()
+        .expect("analysis");
+    analysis.remove("stepWeight");
+    analysis.remove("maxWeight");
+    analysis.insert("iterations".into(), json!(5));
+    analysis.insert(
+        "match".into(),
+        json!([{"headers": {"x-canary": {"exact": "insider"}}}]),
+    );
+    // Through the CRD's schema and rules: the fields the router reads are accepted as written.
+    ns.apply(canary).await;
+    let stored: Canary =
+        serde_json::from_value(ns.get("sluice.dev/v1alpha1", "Canary", "podinfo").await)
+            .expect("a Canary");
+    let cluster: Arc<dyn Cluster> = Arc::new(KubeCluster::new(ns.client.clone()));
+    let router = sluice_controller::router::build(RouterKind::Nginx, cluster);
+    router.reconcile(&stored).await.expect("reconcile");
+    router
+        .set_routes(&stored, Routes::canary_weight(40))
+        .await
+        .expect("weight 40");
+    let ingress = ns
+        .get("networking.k8s.io/v1", "Ingress", "podinfo-canary")
+        .await;
+    let annotations = &ingress["metadata"]["annotations"];
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/canary"], "true");
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-weight"],
+        "40"
+    );
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/proxy-body-size"],
+        "8m"
+    );
+    let path = &ingress["spec"]["rules"][0]["http"]["paths"][0];
+    assert_eq!(
+        path["backend"]["service"]["name"], "podinfo-canary",
+        "{ingress}"
+    );
+    assert_eq!(
+        ingress["metadata"]["ownerReferences"][0]["uid"],
+        json!(stored.metadata.uid),
+        "{ingress}"
+    );
+    assert_eq!(
+        router.get_routes(&stored).await.unwrap(),
+        Routes::canary_weight(40)
+    );
+    // A/B testing, then weights again: server-side apply drops the header rule sluice stops
+    // sending.
+    let ab = Routes {
+        primary: 100,
+        canary: 0,
+        canary_match: true,
+    };
+    router.set_routes(&stored, ab).await.expect("A/B");
+    let header = |ingress: &serde_json::Value| {
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header"].clone()
+    };
+    let ingress = ns
+        .get("networking.k8s.io/v1", "Ingress", "podinfo-canary")
+        .await;
+    assert_eq!(header(&ingress), "x-canary", "{ingress}");
+    assert_eq!(router.get_routes(&stored).await.unwrap(), ab);
+    router
+        .set_routes(&stored, Routes::canary_weight(10))
+        .await
+        .expect("weight 10");
+    let ingress = ns
+        .get("networking.k8s.io/v1", "Ingress", "podinfo-canary")
+        .await;
+    assert!(header(&ingress).is_null(), "{ingress}");
+    assert_eq!(
+        router.get_routes(&stored).await.unwrap(),
+        Routes::canary_weight(10)
+    );
+    // The user's Ingress is as they wrote it.
+    let user = ns.get("networking.k8s.io/v1", "Ingress", "podinfo").await;
+    assert_eq!(
+        user["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "podinfo"
+    );
+}

@@ -367,7 +367,7 @@ fn providers_are_chosen_by_name() {
     let message = "istio".parse::<RouterKind>().unwrap_err().to_string();
     assert_eq!(
         message,
-        "unknown router provider \"istio\"; known providers: gatewayapi, gatewayapi:v1, kubernetes"
+        "unknown router provider \"istio\"; known providers: gatewayapi, gatewayapi:v1, kubernetes, nginx"
     );
 }
 
@@ -463,4 +463,190 @@ async fn the_apex_handed_back_selects_the_targets_pods_and_has_no_owner() {
     let bootstrap = objects::services(&canary(), UID, &target).unwrap();
     assert_eq!(bootstrap[0]["spec"]["ports"], apex["spec"]["ports"]);
     assert_eq!(bootstrap[0]["spec"]["selector"]["app"], "podinfo-primary");
+}
+
+fn nginx_canary(ab: bool) -> Canary {
+    let mut canary = serde_json::to_value(canary()).unwrap();
+    canary["spec"]["provider"] = json!("nginx");
+    canary["spec"]["ingressRef"] =
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"});
+    canary["spec"]["analysis"]["match"] = if ab {
+        json!([{"headers": {"x-canary": {"exact": "insider"}}},
+               {"headers": {"cookie": {"exact": "canary"}}}])
+    } else {
+        json!([])
+    };
+    serde_json::from_value(canary).unwrap()
+}
+
+/// The user's Ingress: the apex Service behind a host, with an annotation of their own and a
+/// canary annotation that must not be copied.
+fn user_ingress() -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "podinfo", "namespace": "test", "annotations": {
+            "nginx.ingress.kubernetes.io/proxy-body-size": "8m",
+            "nginx.ingress.kubernetes.io/canary-weight": "77",
+        }},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{"host": "podinfo.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}},
+                {"path": "/static", "pathType": "Prefix",
+                 "backend": {"service": {"name": "cdn", "port": {"number": 80}}}},
+            ]}}],
+        },
+    })
+}
+
+fn canary_ingress(annotations: Value) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {
+            "name": "podinfo-canary", "namespace": "test",
+            "annotations": annotations,
+            "ownerReferences": [{
+                "apiVersion": "sluice.dev/v1alpha1", "kind": "Canary", "name": "podinfo",
+                "uid": UID, "controller": true, "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{"host": "podinfo.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "podinfo-canary", "port": {"number": 9898}}}},
+                {"path": "/static", "pathType": "Prefix",
+                 "backend": {"service": {"name": "cdn", "port": {"number": 80}}}},
+            ]}}],
+        },
+    })
+}
+
+async fn stored_canary_ingress(cluster: &MemoryCluster) -> Value {
+    let reference = ObjectRef::new("networking.k8s.io/v1", "Ingress", "test", "podinfo-canary");
+    let mut ingress = cluster.get(&reference).await.unwrap().unwrap();
+    ingress["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("generation");
+    ingress
+}
+
+#[tokio::test]
+async fn nginx_adds_a_canary_ingress_by_weight_and_leaves_the_users_alone() {
+    let cluster = Arc::new(MemoryCluster::new());
+    cluster.apply(user_ingress()).await.unwrap();
+    let router = router::build(RouterKind::Nginx, cluster.clone());
+    let canary = nginx_canary(false);
+    router.reconcile(&canary).await.unwrap();
+    let base = |weight: &str| {
+        json!({
+            "nginx.ingress.kubernetes.io/proxy-body-size": "8m",
+            "nginx.ingress.kubernetes.io/canary": "true",
+            "nginx.ingress.kubernetes.io/canary-weight": weight,
+        })
+    };
+    assert_eq!(
+        stored_canary_ingress(&cluster).await,
+        canary_ingress(base("0"))
+    );
+    router
+        .set_routes(&canary, Routes::canary_weight(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_canary_ingress(&cluster).await,
+        canary_ingress(base("30"))
+    );
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::canary_weight(30)
+    );
+    // A reconcile keeps the weight of a release under way.
+    router.reconcile(&canary).await.unwrap();
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::canary_weight(30)
+    );
+    router.finalize(&canary).await.unwrap();
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::all_primary()
+    );
+    let user = ObjectRef::new("networking.k8s.io/v1", "Ingress", "test", "podinfo");
+    let mut stored = cluster.get(&user).await.unwrap().unwrap();
+    stored["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("generation");
+    assert_eq!(
+        stored,
+        user_ingress(),
+        "the user's Ingress is never written"
+    );
+}
+
+#[tokio::test]
+async fn nginx_ab_testing_routes_by_header_and_cookie() {
+    let cluster = Arc::new(MemoryCluster::new());
+    cluster.apply(user_ingress()).await.unwrap();
+    let router = router::build(RouterKind::Nginx, cluster.clone());
+    let canary = nginx_canary(true);
+    let ab = Routes {
+        primary: 100,
+        canary: 0,
+        canary_match: true,
+    };
+    router.set_routes(&canary, ab).await.unwrap();
+    assert_eq!(
+        stored_canary_ingress(&cluster).await,
+        canary_ingress(json!({
+            "nginx.ingress.kubernetes.io/proxy-body-size": "8m",
+            "nginx.ingress.kubernetes.io/canary": "true",
+            "nginx.ingress.kubernetes.io/canary-weight": "0",
+            "nginx.ingress.kubernetes.io/canary-by-header": "x-canary",
+            "nginx.ingress.kubernetes.io/canary-by-header-value": "insider",
+            "nginx.ingress.kubernetes.io/canary-by-cookie": "canary",
+        }))
+    );
+    assert_eq!(router.get_routes(&canary).await.unwrap(), ab);
+}
+
+#[tokio::test]
+async fn nginx_refuses_what_it_cannot_do_with_the_field_to_fix() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = router::build(RouterKind::Nginx, cluster.clone());
+    let mut canary = nginx_canary(false);
+    canary.spec.ingress_ref = None;
+    let error = router.reconcile(&canary).await.unwrap_err().to_string();
+    assert!(error.contains("spec.ingressRef"), "{error}");
+    let canary = nginx_canary(false);
+    let error = router.reconcile(&canary).await.unwrap_err().to_string();
+    assert!(error.contains("does not exist"), "{error}");
+    // An Ingress that does not send to the apex Service.
+    let mut elsewhere = user_ingress();
+    elsewhere["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] =
+        json!("other");
+    cluster.apply(elsewhere).await.unwrap();
+    let error = router.reconcile(&canary).await.unwrap_err().to_string();
+    assert!(
+        error.contains("sends no traffic to Service podinfo"),
+        "{error}"
+    );
+    // Two header matches: ingress-nginx has one header rule.
+    cluster.apply(user_ingress()).await.unwrap();
+    let mut two = serde_json::to_value(nginx_canary(true)).unwrap();
+    two["spec"]["analysis"]["match"][1] = json!({"headers": {"x-other": {"exact": "1"}}});
+    let two: Canary = serde_json::from_value(two).unwrap();
+    let ab = Routes {
+        primary: 100,
+        canary: 0,
+        canary_match: true,
+    };
+    let error = router.set_routes(&two, ab).await.unwrap_err().to_string();
+    assert!(
+        error.contains("analysis.match[1].headers.x-other"),
+        "{error}"
+    );
 }

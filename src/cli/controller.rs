@@ -33,7 +33,7 @@ pub struct Args {
     /// Watch one namespace only (default: all).
     #[arg(long)]
     watch_namespace: Option<String>,
-    /// Router for Canaries without spec.provider: gatewayapi, gatewayapi:v1 or kubernetes.
+    /// Router for Canaries without spec.provider: gatewayapi, gatewayapi:v1, kubernetes or nginx.
     #[arg(long, default_value = "gatewayapi")]
     router: RouterKind,
 }

@@ -346,6 +346,7 @@ pub async fn allowed_requests(client: &Client, ns: &str) -> Vec<(String, Result<
         ("v1", "Secret"),
         ("autoscaling/v2", "HorizontalPodAutoscaler"),
         ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        ("networking.k8s.io/v1", "Ingress"),
     ] {
         let api = dynamic(client, api_version, kind, Some(ns)).await;
         let result = api.list(&lp).await.map(|_| ()).map_err(|e| e.to_string());

@@ -36,6 +36,7 @@ pub trait Router: Send + Sync {
 
 pub mod gateway_api;
 pub mod kubernetes;
+pub mod nginx;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub fn registration(kind: RouterKind) -> Registration {
     match kind {
         RouterKind::GatewayApi | RouterKind::GatewayApiV1 => gateway_api::REGISTRATION,
         RouterKind::Kubernetes => kubernetes::REGISTRATION,
+        RouterKind::Nginx => nginx::REGISTRATION,
     }
 }
 

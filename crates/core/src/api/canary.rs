@@ -26,13 +26,17 @@ use super::status::CanaryStatus;
 #[serde(rename_all = "camelCase")]
 pub struct CanarySpec {
     pub target_ref: TargetRef,
-    /// The router that shifts traffic (`gatewayapi`, `gatewayapi:v1`, `kubernetes`); defaults to
-    /// the controller's `--router`. Flagger's field name.
+    /// The router that shifts traffic (`gatewayapi`, `gatewayapi:v1`, `kubernetes`, `nginx`);
+    /// defaults to the controller's `--router`. Flagger's field name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<RouterKind>,
 
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSpec>,
+    /// The NGINX router: the user's Ingress that sends traffic to the apex Service; sluice adds
+    /// a `-canary` copy of it for the canary's share (Flagger's field name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_ref: Option<TargetRef>,
     pub analysis: Analysis,
     /// A HorizontalPodAutoscaler of the target: sluice gives the primary a copy and keeps the
     /// target's from scaling the idle canary back up.

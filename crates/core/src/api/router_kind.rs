@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 // Adding a router is a variant here and a line in the controller's router registry
 // (`sluice_controller::router::registration`), which the compiler then asks for.
 /// The router that shifts traffic (Flagger's `provider`): Gateway API backend weights
-/// (`gatewayapi`, `gatewayapi:v1`) or the apex Service's selector (`kubernetes`). A Canary
-/// without one gets the controller's `--router`.
+/// (`gatewayapi`, `gatewayapi:v1`), the apex Service's selector (`kubernetes`) or an NGINX
+/// ingress canary (`nginx`). A Canary without one gets the controller's `--router`.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -26,10 +26,19 @@ pub enum RouterKind {
     /// Blue/green by the apex Service's selector, without a mesh.
     #[serde(rename = "kubernetes")]
     Kubernetes,
+    /// ingress-nginx: a `-canary` Ingress beside the user's (`ingressRef`) with canary weight
+    /// and header or cookie annotations.
+    #[serde(rename = "nginx")]
+    Nginx,
 }
 
 impl RouterKind {
-    pub const ALL: [RouterKind; 3] = [Self::GatewayApi, Self::GatewayApiV1, Self::Kubernetes];
+    pub const ALL: [RouterKind; 4] = [
+        Self::GatewayApi,
+        Self::GatewayApiV1,
+        Self::Kubernetes,
+        Self::Nginx,
+    ];
 
     /// The name users write, in `spec.provider` and `--router`.
     pub fn name(self) -> &'static str {
@@ -37,6 +46,7 @@ impl RouterKind {
             Self::GatewayApi => "gatewayapi",
             Self::GatewayApiV1 => "gatewayapi:v1",
             Self::Kubernetes => "kubernetes",
+            Self::Nginx => "nginx",
         }
     }
 
@@ -92,7 +102,7 @@ mod tests {
         let err = "istio-ish".parse::<RouterKind>().unwrap_err().to_string();
         assert!(err.contains("\"istio-ish\""), "{err}");
         assert!(
-            err.contains("gatewayapi, gatewayapi:v1, kubernetes"),
+            err.contains("gatewayapi, gatewayapi:v1, kubernetes, nginx"),
             "{err}"
         );
     }
