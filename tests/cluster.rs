@@ -561,6 +561,7 @@ async fn the_nginx_routers_canary_ingress_is_accepted_and_steered_on_a_real_api_
         primary: 100,
         canary: 0,
         canary_match: true,
+        mirror: false,
     };
     router.set_routes(&stored, ab).await.expect("A/B");
     let header = |ingress: &serde_json::Value| {
@@ -589,4 +590,168 @@ async fn the_nginx_routers_canary_ingress_is_accepted_and_steered_on_a_real_api_
         user["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
         "podinfo"
     );
+}
+
+/// The e2e Canary in `ns` with `provider`, read back through the CRD as the controller reads it.
+async fn stored_canary(
+    ns: &TestNamespace,
+    provider: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> sluice_core::api::Canary {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/canary.yaml");
+    let text = std::fs::read_to_string(file).expect("e2e/canary.yaml");
+    let mut canary: serde_json::Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    canary["metadata"]["namespace"] = json!(ns.name);
+    canary["spec"]["provider"] = json!(provider);
+    edit(&mut canary);
+    ns.apply(canary).await;
+    serde_json::from_value(ns.get("sluice.dev/v1alpha1", "Canary", "podinfo").await)
+        .expect("a Canary")
+}
+
+/// Blue/green or A/B instead of the e2e Canary's weights.
+fn by_iterations(canary: &mut serde_json::Value, matches: serde_json::Value) {
+    let analysis = canary["spec"]["analysis"]
+        .as_object_mut()
+        .expect("analysis");
+    analysis.remove("stepWeight");
+    analysis.remove("maxWeight");
+    analysis.insert("iterations".into(), json!(5));
+    if matches.is_null() {
+        analysis.insert("mirror".into(), json!(true));
+        analysis.insert("mirrorWeight".into(), json!(50));
+    } else {
+        analysis.insert("match".into(), matches);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mesh_routers_objects_are_accepted_by_the_meshes_own_crds() {
+    use sluice_controller::cluster::Cluster;
+    use sluice_controller::cluster::apiserver::KubeCluster;
+    use sluice_core::api::RouterKind;
+    use sluice_core::rollout::Routes;
+    use std::sync::Arc;
+    let ab = Routes {
+        primary: 100,
+        canary: 0,
+        canary_match: true,
+        mirror: false,
+    };
+    let mirrored = Routes {
+        mirror: true,
+        ..Routes::all_primary()
+    };
+    let header = json!([{"headers": {"x-canary": {"exact": "insider"}}},
+                        {"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}}}]);
+    // (router, how the Canary releases, the splits it is asked for, the object it writes)
+    let cases = [
+        (
+            RouterKind::Istio,
+            header.clone(),
+            vec![Routes::canary_weight(40), ab],
+            ("networking.istio.io/v1", "VirtualService"),
+        ),
+        (
+            RouterKind::Istio,
+            serde_json::Value::Null,
+            vec![mirrored],
+            ("networking.istio.io/v1", "VirtualService"),
+        ),
+        (
+            RouterKind::Gamma,
+            header.clone(),
+            vec![Routes::canary_weight(40), ab],
+            ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        ),
+        (
+            RouterKind::Smi,
+            json!([]),
+            vec![Routes::canary_weight(40)],
+            ("split.smi-spec.io/v1alpha2", "TrafficSplit"),
+        ),
+    ];
+    for (i, (kind, matches, splits, (api_version, object_kind))) in cases.into_iter().enumerate() {
+        let ns = TestNamespace::new(&format!("mesh{i}")).await;
+        let canary = stored_canary(&ns, kind.name(), |c| {
+            if !(matches.is_array() && matches.as_array().is_some_and(Vec::is_empty)) {
+                by_iterations(c, matches.clone());
+            }
+        })
+        .await;
+        let cluster: Arc<dyn Cluster> = Arc::new(KubeCluster::new(ns.client.clone()));
+        let router = sluice_controller::router::build(kind, cluster);
+        // Every write goes through the mesh's CRD schema and its validation rules.
+        router.reconcile(&canary).await.expect("reconcile");
+        assert_eq!(
+            router.get_routes(&canary).await.unwrap(),
+            Routes::all_primary()
+        );
+        for routes in splits {
+            router
+                .set_routes(&canary, routes)
+                .await
+                .unwrap_or_else(|e| panic!("{kind} {routes:?}: {e}"));
+            assert_eq!(router.get_routes(&canary).await.unwrap(), routes, "{kind}");
+        }
+        let object = ns.get(api_version, object_kind, "podinfo").await;
+        assert_eq!(
+            object["metadata"]["ownerReferences"][0]["uid"],
+            json!(canary.metadata.uid),
+            "{object}"
+        );
+        if kind == RouterKind::Istio {
+            for host in ["podinfo-primary", "podinfo-canary"] {
+                let rule = ns
+                    .get("networking.istio.io/v1", "DestinationRule", host)
+                    .await;
+                assert_eq!(rule["spec"]["host"], host);
+            }
+        }
+        // Deletion with revertOnDeletion: the object stays, un-owned, pointing at the apex.
+        router.finalize(&canary).await.expect("finalize");
+        let object = ns.get(api_version, object_kind, "podinfo").await;
+        assert!(
+            object["metadata"].get("ownerReferences").is_none()
+                || object["metadata"]["ownerReferences"] == json!([]),
+            "{object}"
+        );
+        eprintln!("{kind}: {object_kind} accepted and steered");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_through_istio_splits_real_traffic_by_the_virtual_service_and_rolls_back() {
+    let release = Release::start_edited("istio", Scenario::Errors, &|canary| {
+        canary["spec"]["provider"] = json!("istio");
+    })
+    .await;
+    let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    release.wait_initialized().await;
+    // No HTTPRoute: the gateway follows the VirtualService, as Istio's proxies would.
+    assert!(
+        release
+            .ns
+            .get_opt("gateway.networking.k8s.io/v1", "HTTPRoute", "podinfo")
+            .await
+            .is_none()
+    );
+    release.new_image("podinfo:1.1.0").await;
+    let weights = release.follow_until_done(RELEASE_LIMIT).await;
+    eprintln!("istio rollback: VirtualService weights {weights:?}");
+    let status = release.status().await;
+    assert_eq!(status["phase"], "Failed", "{}", release.describe().await);
+    assert!(weights.len() >= 3 && weights[1] == 10, "{weights:?}");
+    assert_eq!(weights.last(), Some(&0));
+    let (_, canary_requests) = release.stage.router.counts();
+    assert!(canary_requests > 0, "the canary served no request");
+    let service = release
+        .ns
+        .get("networking.istio.io/v1", "VirtualService", "podinfo")
+        .await;
+    assert_eq!(
+        service["spec"]["http"][0]["route"][0]["weight"], 100,
+        "{service}"
+    );
+    release.stop().await;
 }

@@ -56,10 +56,11 @@ fn an_unreachable_api_server_is_named() {
 #[test]
 fn an_unknown_router_is_refused() {
     let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["controller", "--router", "linkerd"])
+        .args(["controller", "--router", "appmesh"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("gatewayapi"), "{stderr}");
+    assert!(stderr.contains("linkerd"), "{stderr}");
 }

@@ -219,6 +219,7 @@ async fn router_splits_by_weight_and_by_header() {
 
     let ab = Routes {
         canary_match: true,
+        mirror: false,
         ..Routes::all_primary()
     };
     f.router.set_routes(&canary, ab).await.unwrap();

@@ -685,7 +685,7 @@ async fn a_kind_sluice_does_not_manage_is_invalid_before_any_request() {
     let error = exchange(vec![], |client| async move {
         KubeCluster::new(client)
             .apply(json!({
-                "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "apiVersion": "appmesh.k8s.aws/v1beta2", "kind": "VirtualRouter",
                 "metadata": {"name": "podinfo", "namespace": "test"}
             }))
             .await
@@ -698,8 +698,8 @@ async fn a_kind_sluice_does_not_manage_is_invalid_before_any_request() {
     else {
         panic!("expected Invalid, got {error:?}");
     };
-    assert_eq!(object, "VirtualService test/podinfo");
-    assert!(message.contains("VirtualService"), "{message}");
+    assert_eq!(object, "VirtualRouter test/podinfo");
+    assert!(message.contains("VirtualRouter"), "{message}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -656,7 +656,8 @@ fn ab_testing_routes_matching_requests_then_promotes() {
         [Routes {
             primary: 100,
             canary: 0,
-            canary_match: true
+            canary_match: true,
+            mirror: false
         }]
     );
     assert_eq!(d.status.phase, Some(Phase::Succeeded));

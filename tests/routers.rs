@@ -136,6 +136,7 @@ async fn gateway_api_sends_matching_requests_to_the_canary_for_ab_testing() {
     let canary = canary();
     let ab = Routes {
         canary_match: true,
+        mirror: false,
         ..Routes::all_primary()
     };
     router.set_routes(&canary, ab).await.unwrap();
@@ -182,6 +183,7 @@ async fn gateway_api_ab_testing_needs_header_matches() {
     let mut canary = canary();
     let ab = Routes {
         canary_match: true,
+        mirror: false,
         ..Routes::all_primary()
     };
     canary.spec.analysis.matches[0].headers.clear();
@@ -337,6 +339,7 @@ async fn kubernetes_refuses_to_split_or_match() {
     );
     let ab = Routes {
         canary_match: true,
+        mirror: false,
         ..Routes::all_primary()
     };
     assert!(router.set_routes(&canary, ab).await.is_err());
@@ -361,13 +364,19 @@ async fn kubernetes_needs_the_services() {
 
 #[test]
 fn providers_are_chosen_by_name() {
-    for name in ["gatewayapi", "gatewayapi:v1", "kubernetes"] {
+    for name in [
+        "gatewayapi",
+        "gatewayapi:v1",
+        "kubernetes",
+        "istio",
+        "linkerd",
+    ] {
         assert_eq!(name.parse::<RouterKind>().unwrap().name(), name);
     }
-    let message = "istio".parse::<RouterKind>().unwrap_err().to_string();
+    let message = "appmesh".parse::<RouterKind>().unwrap_err().to_string();
     assert_eq!(
         message,
-        "unknown router provider \"istio\"; known providers: gatewayapi, gatewayapi:v1, kubernetes, nginx"
+        "unknown router provider \"appmesh\"; known providers: gatewayapi, gatewayapi:v1, kubernetes, nginx, istio, gamma, smi:v1alpha2, linkerd"
     );
 }
 
@@ -405,12 +414,12 @@ async fn the_memory_cluster_refuses_kinds_no_router_declares() {
     // As the API-server adapter would: a router writing an undeclared kind fails in tests too.
     let cluster = MemoryCluster::new();
     let object = serde_json::json!({
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "apiVersion": "appmesh.k8s.aws/v1beta2", "kind": "VirtualRouter",
         "metadata": {"name": "podinfo", "namespace": "test"},
     });
     let error = cluster.apply(object).await.unwrap_err().to_string();
     assert!(
-        error.contains("does not manage VirtualService objects"),
+        error.contains("does not manage VirtualRouter objects"),
         "{error}"
     );
     let route = serde_json::json!({
@@ -597,6 +606,7 @@ async fn nginx_ab_testing_routes_by_header_and_cookie() {
         primary: 100,
         canary: 0,
         canary_match: true,
+        mirror: false,
     };
     router.set_routes(&canary, ab).await.unwrap();
     assert_eq!(
@@ -643,10 +653,330 @@ async fn nginx_refuses_what_it_cannot_do_with_the_field_to_fix() {
         primary: 100,
         canary: 0,
         canary_match: true,
+        mirror: false,
     };
     let error = router.set_routes(&two, ab).await.unwrap_err().to_string();
     assert!(
         error.contains("analysis.match[1].headers.x-other"),
         "{error}"
     );
+}
+
+fn mesh_canary(provider: &str, edit: impl FnOnce(&mut Value)) -> Canary {
+    let mut canary = serde_json::to_value(canary()).unwrap();
+    canary["spec"]["provider"] = json!(provider);
+    canary["spec"]["service"]["gateways"] =
+        json!(["public-gateway.istio-system.svc.cluster.local", "mesh"]);
+    edit(&mut canary);
+    serde_json::from_value(canary).unwrap()
+}
+
+fn owned() -> Value {
+    json!([{
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Canary", "name": "podinfo", "uid": UID,
+        "controller": true, "blockOwnerDeletion": true,
+    }])
+}
+
+async fn stored(cluster: &MemoryCluster, api_version: &str, kind: &str, name: &str) -> Value {
+    let reference = ObjectRef::new(api_version, kind, "test", name);
+    let mut object = cluster
+        .get(&reference)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{reference} missing"));
+    object["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("generation");
+    object
+}
+
+const ISTIO: &str = "networking.istio.io/v1";
+
+fn istio_destination(host: &str, weight: u32) -> Value {
+    json!({"destination": {"host": host, "port": {"number": 9898}}, "weight": weight})
+}
+
+fn virtual_service(http: Value) -> Value {
+    json!({
+        "apiVersion": ISTIO, "kind": "VirtualService",
+        "metadata": {"name": "podinfo", "namespace": "test", "ownerReferences": owned()},
+        "spec": {
+            "hosts": ["podinfo", "podinfo.example.com", "podinfo.test.svc"],
+            "gateways": ["public-gateway.istio-system.svc.cluster.local", "mesh"],
+            "http": http,
+        },
+    })
+}
+
+#[tokio::test]
+async fn istio_weights_the_hosts_of_a_virtual_service_with_a_destination_rule_each() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = router::build(RouterKind::Istio, cluster.clone());
+    let canary = mesh_canary("istio", |_| {});
+    router.reconcile(&canary).await.unwrap();
+    for host in ["podinfo-primary", "podinfo-canary"] {
+        assert_eq!(
+            stored(&cluster, ISTIO, "DestinationRule", host).await,
+            json!({
+                "apiVersion": ISTIO, "kind": "DestinationRule",
+                "metadata": {"name": host, "namespace": "test", "ownerReferences": owned()},
+                "spec": {"host": host},
+            })
+        );
+    }
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::all_primary()
+    );
+    router
+        .set_routes(&canary, Routes::canary_weight(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored(&cluster, ISTIO, "VirtualService", "podinfo").await,
+        virtual_service(json!([{"route": [
+            istio_destination("podinfo-primary", 70),
+            istio_destination("podinfo-canary", 30),
+        ]}]))
+    );
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::canary_weight(30)
+    );
+    // A second reconcile keeps the release's weights.
+    router.reconcile(&canary).await.unwrap();
+    assert_eq!(
+        router.get_routes(&canary).await.unwrap(),
+        Routes::canary_weight(30)
+    );
+}
+
+#[tokio::test]
+async fn istio_sends_matching_requests_to_the_canary_first_for_ab_testing() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = router::build(RouterKind::Istio, cluster.clone());
+    let canary = mesh_canary("istio", |_| {});
+    let ab = Routes {
+        primary: 100,
+        canary: 0,
+        canary_match: true,
+        mirror: false,
+    };
+    router.set_routes(&canary, ab).await.unwrap();
+    assert_eq!(
+        stored(&cluster, ISTIO, "VirtualService", "podinfo").await,
+        virtual_service(json!([
+            {
+                "match": [
+                    {"headers": {"x-canary": {"exact": "insider"}}},
+                    {"headers": {
+                        "cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"},
+                        "user-agent": {"prefix": "Mozilla/5.0 (iPhone"},
+                    }},
+                ],
+                "route": [istio_destination("podinfo-primary", 0), istio_destination("podinfo-canary", 100)],
+            },
+            {"route": [istio_destination("podinfo-primary", 100), istio_destination("podinfo-canary", 0)]},
+        ]))
+    );
+    assert_eq!(router.get_routes(&canary).await.unwrap(), ab);
+}
+
+#[tokio::test]
+async fn istio_mirrors_the_primarys_traffic_to_the_canary_for_blue_green() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = router::build(RouterKind::Istio, cluster.clone());
+    let canary = mesh_canary("istio", |c| {
+        c["spec"]["analysis"]["match"] = json!([]);
+        c["spec"]["analysis"]["mirror"] = json!(true);
+        c["spec"]["analysis"]["mirrorWeight"] = json!(40);
+    });
+    let mirrored = Routes {
+        mirror: true,
+        ..Routes::all_primary()
+    };
+    router.set_routes(&canary, mirrored).await.unwrap();
+    assert_eq!(
+        stored(&cluster, ISTIO, "VirtualService", "podinfo").await,
+        virtual_service(json!([{
+            "route": [istio_destination("podinfo-primary", 100), istio_destination("podinfo-canary", 0)],
+            "mirror": {"host": "podinfo-canary", "port": {"number": 9898}},
+            "mirrorPercentage": {"value": 40.0},
+        }]))
+    );
+    assert_eq!(router.get_routes(&canary).await.unwrap(), mirrored);
+    // Promotion and rollback route without the mirror.
+    router
+        .set_routes(&canary, Routes::all_primary())
+        .await
+        .unwrap();
+    let service = stored(&cluster, ISTIO, "VirtualService", "podinfo").await;
+    assert!(
+        service["spec"]["http"][0].get("mirror").is_none(),
+        "{service}"
+    );
+}
+
+#[tokio::test]
+async fn istio_finalize_hands_the_apex_host_back_and_keeps_the_virtual_service() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = router::build(RouterKind::Istio, cluster.clone());
+    let canary = mesh_canary("istio", |_| {});
+    router.reconcile(&canary).await.unwrap();
+    router.finalize(&canary).await.unwrap();
+    let mut expected = virtual_service(json!([{"route": [
+        {"destination": {"host": "podinfo", "port": {"number": 9898}}},
+    ]}]));
+    expected["metadata"]["ownerReferences"] = json!([]);
+    assert_eq!(
+        stored(&cluster, ISTIO, "VirtualService", "podinfo").await,
+        expected
+    );
+}
+
+#[tokio::test]
+async fn only_istio_mirrors_the_others_say_which_field_to_change() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let canary = mesh_canary("gatewayapi", |c| {
+        c["spec"]["analysis"]["match"] = json!([]);
+        c["spec"]["analysis"]["mirror"] = json!(true);
+    });
+    let mirrored = Routes {
+        mirror: true,
+        ..Routes::all_primary()
+    };
+    for kind in [
+        RouterKind::GatewayApi,
+        RouterKind::Gamma,
+        RouterKind::Smi,
+        RouterKind::Kubernetes,
+    ] {
+        let router = router::build(kind, cluster.clone());
+        let err = router
+            .set_routes(&canary, mirrored)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("spec.analysis.mirror: ") && err.contains("use provider istio"),
+            "{kind}: {err}"
+        );
+    }
+    // sluice analyse and the status say it before any router is asked.
+    let errors = sluice_core::api::validate::validate_canary(&canary)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("spec.analysis.mirror: the gatewayapi router cannot mirror traffic"),
+        "{errors}"
+    );
+}
+
+const GATEWAY: &str = "gateway.networking.k8s.io/v1";
+
+#[tokio::test]
+async fn gamma_attaches_the_httproute_to_the_apex_service() {
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = router::build(RouterKind::Gamma, cluster.clone());
+    let canary = mesh_canary("gamma", |_| {});
+    router.reconcile(&canary).await.unwrap();
+    let ab = Routes {
+        primary: 100,
+        canary: 0,
+        canary_match: true,
+        mirror: false,
+    };
+    router.set_routes(&canary, ab).await.unwrap();
+    let expected_rules = {
+        // The same rules as the north-south route: only the parent differs.
+        let north_south = router::gateway_api::http_route(&canary, ab).unwrap();
+        north_south["spec"]["rules"].clone()
+    };
+    assert_eq!(
+        stored(&cluster, GATEWAY, "HTTPRoute", "podinfo").await,
+        json!({
+            "apiVersion": GATEWAY, "kind": "HTTPRoute",
+            "metadata": {"name": "podinfo", "namespace": "test", "ownerReferences": owned()},
+            "spec": {
+                "parentRefs": [{"group": "", "kind": "Service", "name": "podinfo", "port": 9898}],
+                "rules": expected_rules,
+            },
+        })
+    );
+    assert_eq!(router.get_routes(&canary).await.unwrap(), ab);
+    router
+        .set_routes(&canary, Routes::canary_weight(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored(&cluster, GATEWAY, "HTTPRoute", "podinfo").await["spec"]["rules"],
+        json!([weighted(80, 20)])
+    );
+    router.finalize(&canary).await.unwrap();
+    let handed_back = stored(&cluster, GATEWAY, "HTTPRoute", "podinfo").await;
+    assert_eq!(handed_back["metadata"]["ownerReferences"], json!([]));
+    assert_eq!(
+        handed_back["spec"]["rules"],
+        json!([{"backendRefs": [{"name": "podinfo", "port": 9898}]}])
+    );
+    assert_eq!(
+        handed_back["spec"]["parentRefs"][0]["kind"], "Service",
+        "{handed_back}"
+    );
+}
+
+const SMI: &str = "split.smi-spec.io/v1alpha2";
+
+#[tokio::test]
+async fn smi_splits_the_apex_by_backend_weight() {
+    let cluster = Arc::new(MemoryCluster::new());
+    // Flagger's `linkerd` and `smi:v1alpha2` are one router.
+    for kind in [RouterKind::Smi, RouterKind::Linkerd] {
+        let router = router::build(kind, cluster.clone());
+        let canary = mesh_canary(kind.name(), |c| c["spec"]["analysis"]["match"] = json!([]));
+        router.reconcile(&canary).await.unwrap();
+        router
+            .set_routes(&canary, Routes::canary_weight(25))
+            .await
+            .unwrap();
+        assert_eq!(
+            stored(&cluster, SMI, "TrafficSplit", "podinfo").await,
+            json!({
+                "apiVersion": SMI, "kind": "TrafficSplit",
+                "metadata": {"name": "podinfo", "namespace": "test", "ownerReferences": owned()},
+                "spec": {"service": "podinfo", "backends": [
+                    {"service": "podinfo-primary", "weight": 75},
+                    {"service": "podinfo-canary", "weight": 25},
+                ]},
+            })
+        );
+        assert_eq!(
+            router.get_routes(&canary).await.unwrap(),
+            Routes::canary_weight(25)
+        );
+        let ab = Routes {
+            primary: 100,
+            canary: 0,
+            canary_match: true,
+            mirror: false,
+        };
+        let err = router
+            .set_routes(&canary, ab)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("spec.analysis.match: "), "{err}");
+        router.finalize(&canary).await.unwrap();
+        let split = stored(&cluster, SMI, "TrafficSplit", "podinfo").await;
+        assert_eq!(split["metadata"]["ownerReferences"], json!([]));
+        assert_eq!(
+            split["spec"],
+            json!({"service": "podinfo", "backends": [{"service": "podinfo", "weight": 100}]})
+        );
+        cluster
+            .delete(&ObjectRef::new(SMI, "TrafficSplit", "test", "podinfo"))
+            .unwrap();
+    }
 }

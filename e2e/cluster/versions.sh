@@ -4,5 +4,9 @@ K8S_VERSION=v1.36.3        # kube-apiserver, kube-controller-manager, kube-sched
 ETCD_VERSION=v3.6.16       # go.etcd.io/etcd/server/v3
 KWOK_VERSION=v0.8.0        # sigs.k8s.io/kwok
 GATEWAY_API_VERSION=v1.6.3 # sigs.k8s.io/gateway-api, its standard CRDs
+# The meshes' CRDs the cluster tests install (tests/support/cluster.rs, not up.sh): Istio's
+# VirtualService and DestinationRule, SMI's TrafficSplit.
+ISTIO_API_VERSION=v1.32.0  # istio.io/api, kubernetes/customresourcedefinitions.gen.yaml
+SMI_SDK_VERSION=v0.5.0     # github.com/servicemeshinterface/smi-sdk-go, crds/split.yaml
 CLUSTER_CACHE="${SLUICE_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/cluster}"
 CLUSTER_BIN="$CLUSTER_CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"

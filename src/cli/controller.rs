@@ -33,7 +33,8 @@ pub struct Args {
     /// Watch one namespace only (default: all).
     #[arg(long)]
     watch_namespace: Option<String>,
-    /// Router for Canaries without spec.provider: gatewayapi, gatewayapi:v1, kubernetes or nginx.
+    /// Router for Canaries without spec.provider: gatewayapi, gatewayapi:v1, kubernetes, nginx,
+    /// istio, gamma, smi:v1alpha2 or linkerd.
     #[arg(long, default_value = "gatewayapi")]
     router: RouterKind,
 }

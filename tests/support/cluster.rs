@@ -72,17 +72,138 @@ fn shared() -> &'static Shared {
             .arg(&kubeconfig)
             .args(["apply", "--server-side", "--force-conflicts", "-f"])
             .arg(root().join("crds/sluice.yaml")));
+        // A cluster's own mesh CRDs are left as they are: only missing ones are installed.
+        let present = |name: &str| {
+            Command::new(&kubectl)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["get", "crd", name])
+                .stdin(Stdio::null())
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        let missing: Vec<&str> = MESH_CRDS.into_iter().filter(|n| !present(n)).collect();
+        let mesh = mesh_crds(&scripts, &missing);
+        run(Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["apply", "--server-side", "--force-conflicts", "-f"])
+            .arg(&mesh));
         run(Command::new(&kubectl)
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(["wait", "--for", "condition=Established", "--timeout", "60s"])
-            .args(["crd/canaries.sluice.dev", "crd/metrictemplates.sluice.dev"]));
+            .args(["crd/canaries.sluice.dev", "crd/metrictemplates.sluice.dev"])
+            .args(MESH_CRDS.iter().map(|name| format!("crd/{name}"))));
         Shared {
             plane,
             helm: tools.join("helm"),
             local,
         }
     })
+}
+
+/// The meshes' CRDs the routers write, by name.
+const MESH_CRDS: [&str; 3] = [
+    "virtualservices.networking.istio.io",
+    "destinationrules.networking.istio.io",
+    "trafficsplits.split.smi-spec.io",
+];
+
+/// A pinned version from `e2e/cluster/versions.sh`.
+fn pinned(scripts: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(scripts.join("versions.sh")).expect("versions.sh");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}=")))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{name} is not pinned in versions.sh"))
+        .to_string()
+}
+
+/// A Go module's folder in the module cache, downloaded through the module proxy if missing.
+fn module_dir(module: &str) -> PathBuf {
+    let json = run(Command::new("go")
+        .args(["mod", "download", "-json", module])
+        .env("GOFLAGS", "-mod=mod")
+        .current_dir("/"));
+    let info: Value = serde_json::from_str(&json).expect("go mod download -json");
+    PathBuf::from(
+        info["Dir"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no Dir: {json}")),
+    )
+}
+
+/// The CRDs of Istio's VirtualService and DestinationRule and of SMI's TrafficSplit, from the
+/// meshes' own Go modules, as one file. SMI publishes its CRD for `apiextensions.k8s.io/v1beta1`,
+/// which API servers no longer serve: it is converted to v1 here as the API server converted
+/// stored v1beta1 CRDs (the one schema for every version, `type: object` at its root, which v1
+/// requires), serving every version it lists, so that v1alpha2, which Linkerd's SMI extension
+/// serves and the router writes, is validated by the same schema.
+fn mesh_crds(scripts: &Path, wanted: &[&str]) -> PathBuf {
+    let istio = module_dir(&format!(
+        "istio.io/api@{}",
+        pinned(scripts, "ISTIO_API_VERSION")
+    ))
+    .join("kubernetes/customresourcedefinitions.gen.yaml");
+    let smi = module_dir(&format!(
+        "github.com/servicemeshinterface/smi-sdk-go@{}",
+        pinned(scripts, "SMI_SDK_VERSION")
+    ))
+    .join("crds/split.yaml");
+    let mut out = Vec::new();
+    let istio_text = std::fs::read_to_string(&istio).expect("Istio's CRDs");
+    for document in serde_yaml_ng::Deserializer::from_str(&istio_text) {
+        let crd: Value = serde::Deserialize::deserialize(document).expect("YAML");
+        if wanted.contains(&crd["metadata"]["name"].as_str().unwrap_or("")) {
+            out.push(crd);
+        }
+    }
+    let smi_text = std::fs::read_to_string(&smi).expect("SMI's CRDs");
+    for document in serde_yaml_ng::Deserializer::from_str(&smi_text) {
+        let old: Value = serde::Deserialize::deserialize(document).expect("YAML");
+        if old["metadata"]["name"] != "trafficsplits.split.smi-spec.io"
+            || !wanted.contains(&"trafficsplits.split.smi-spec.io")
+        {
+            continue;
+        }
+        let mut schema = old["spec"]["validation"]["openAPIV3Schema"].clone();
+        schema["type"] = json!("object");
+        let columns: Vec<Value> = old["spec"]["additionalPrinterColumns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                json!({"name": c["name"], "type": c["type"],
+                "description": c["description"], "jsonPath": c["JSONPath"]})
+            })
+            .collect();
+        let versions: Vec<Value> = old["spec"]["versions"]
+            .as_array()
+            .expect("versions")
+            .iter()
+            .map(|v| {
+                json!({"name": v["name"], "served": true, "storage": v["storage"],
+                "schema": {"openAPIV3Schema": schema}, "additionalPrinterColumns": columns})
+            })
+            .collect();
+        out.push(json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": old["metadata"]["name"]},
+            "spec": {"group": old["spec"]["group"], "scope": old["spec"]["scope"],
+                "names": old["spec"]["names"], "versions": versions},
+        }));
+    }
+    assert_eq!(
+        out.len(),
+        wanted.len(),
+        "the meshes' CRDs were not all found"
+    );
+    let path = std::env::temp_dir().join(format!("sluice-mesh-crds-{}.json", std::process::id()));
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": out});
+    std::fs::write(&path, serde_json::to_string(&list).expect("JSON")).expect("mesh CRDs written");
+    path
 }
 
 /// The control plane `up.sh` runs already, or a private one stopped when this binary exits.
@@ -347,6 +468,9 @@ pub async fn allowed_requests(client: &Client, ns: &str) -> Vec<(String, Result<
         ("autoscaling/v2", "HorizontalPodAutoscaler"),
         ("gateway.networking.k8s.io/v1", "HTTPRoute"),
         ("networking.k8s.io/v1", "Ingress"),
+        ("networking.istio.io/v1", "VirtualService"),
+        ("networking.istio.io/v1", "DestinationRule"),
+        ("split.smi-spec.io/v1alpha2", "TrafficSplit"),
     ] {
         let api = dynamic(client, api_version, kind, Some(ns)).await;
         let result = api.list(&lp).await.map(|_| ()).map_err(|e| e.to_string());
@@ -455,6 +579,16 @@ pub struct CelCase {
 pub fn cel_cases() -> Vec<CelCase> {
     let metric = |m: Value| json!({"interval": "1m", "iterations": 3, "metrics": [m]});
     vec![
+        CelCase {
+            name: "mirror",
+            analysis: json!({"interval": "1m", "stepWeight": 10, "maxWeight": 50, "mirror": true}),
+            message: "mirror is for blue/green: set iterations and no match",
+        },
+        CelCase {
+            name: "mirrorWeight",
+            analysis: json!({"interval": "1m", "iterations": 3, "mirror": true, "mirrorWeight": 0}),
+            message: "mirrorWeight must be from 1 to 100",
+        },
         CelCase {
             name: "no schedule",
             analysis: json!({"interval": "1m", "stepWeight": 10}),
@@ -678,20 +812,30 @@ const TARGET: &str = "podinfo";
 
 impl Release {
     pub async fn start(test: &str, scenario: Scenario) -> Self {
-        Self::start_in(TestNamespace::new(test).await, scenario, false).await
+        Self::start_in(TestNamespace::new(test).await, scenario, false, &|_| {}).await
+    }
+
+    /// As `start`, with the Canary changed by `edit` before it is applied (another provider).
+    pub async fn start_edited(test: &str, scenario: Scenario, edit: &dyn Fn(&mut Value)) -> Self {
+        Self::start_in(TestNamespace::new(test).await, scenario, false, edit).await
     }
 
     /// As `start`, with the control plane to itself (see `TestNamespace::alone`).
     pub async fn start_alone(test: &str, scenario: Scenario) -> Self {
-        Self::start_in(TestNamespace::alone(test).await, scenario, false).await
+        Self::start_in(TestNamespace::alone(test).await, scenario, false, &|_| {}).await
     }
 
     /// As `start`, with the target reading a ConfigMap (`podinfo-config`) that sluice tracks.
     pub async fn start_with_config(test: &str, scenario: Scenario) -> Self {
-        Self::start_in(TestNamespace::new(test).await, scenario, true).await
+        Self::start_in(TestNamespace::new(test).await, scenario, true, &|_| {}).await
     }
 
-    async fn start_in(ns: TestNamespace, scenario: Scenario, with_config: bool) -> Self {
+    async fn start_in(
+        ns: TestNamespace,
+        scenario: Scenario,
+        with_config: bool,
+        edit: &dyn Fn(&mut Value),
+    ) -> Self {
         let config = StageConfig {
             sluice: PathBuf::from(SLUICE),
             prometheus: sluice_demo::prometheus::find_binary().unwrap_or_else(|e| panic!("{e}")),
@@ -719,6 +863,7 @@ impl Release {
         canary["metadata"]["namespace"] = json!(ns.name);
         // Long enough for a kwok pod to be scraped under its name; the demo's 60 s is enough.
         canary["spec"]["progressDeadlineSeconds"] = json!(120);
+        edit(&mut canary);
         let typed: sluice_core::api::Canary =
             serde_json::from_value(canary.clone()).expect("a Canary");
         let (primary_app, canary_app) = stage.apps();

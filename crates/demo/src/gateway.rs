@@ -3,11 +3,12 @@
 //!
 //! The data plane is the local weighted router (`crate::proxy`) in front of two
 //! `sluice demo-app` processes. Its weights are not set by sluice: the gateway watches, through
-//! the API server, the HTTPRoute that sluice's Gateway API router writes, and applies its
-//! `backendRefs` weights as a Gateway API implementation would. Pods on a kwok node run no
-//! process, so the gateway also keeps Prometheus's file-based service discovery pointing at the
-//! app processes under the names of the pods they stand for: the analysis then sees, per arm,
-//! the traffic that arm really served, labelled as Kubernetes service discovery would label it.
+//! the API server, the object sluice's router writes (the HTTPRoute of the Gateway API and GAMMA
+//! routers, Istio's VirtualService, SMI's TrafficSplit), and applies its weights as the gateway
+//! or mesh would. Pods on a kwok node run no process, so the gateway also keeps Prometheus's
+//! file-based service discovery pointing at the app processes under the names of the pods they
+//! stand for: the analysis then sees, per arm, the traffic that arm really served, labelled as
+//! Kubernetes service discovery would label it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,8 +24,9 @@ use tokio::task::JoinHandle;
 use super::prometheus::{ScrapeTarget, write_targets};
 use crate::proxy::{LocalRouter, RouteChange};
 use sluice_controller::cluster::objects::primary_name;
-use sluice_controller::router::gateway_api::routes_of;
-use sluice_core::api::Canary;
+use sluice_controller::router::{RouterError, gateway_api, istio, smi};
+use sluice_core::api::{Canary, RouterKind};
+use sluice_core::rollout::Routes;
 
 /// What the gateway serves: one Canary's apex route, in front of one process per arm.
 pub struct GatewayConfig {
@@ -79,7 +81,7 @@ impl Gateway {
         }
     }
 
-    /// Every split read from the HTTPRoute and applied, oldest first (repeats left out).
+    /// Every split read from the route object and applied, oldest first (repeats left out).
     pub fn applied(&self) -> Vec<RouteChange> {
         self.applied
             .lock()
@@ -88,7 +90,7 @@ impl Gateway {
     }
 }
 
-/// The apex Service's name: the HTTPRoute is named after it.
+/// The apex Service's name: every router's route object is named after it.
 pub fn apex_name(canary: &Canary) -> String {
     canary
         .spec
@@ -98,6 +100,40 @@ pub fn apex_name(canary: &Canary) -> String {
         .unwrap_or_else(|| canary.spec.target_ref.name.clone())
 }
 
+/// How a route's weights are read back from the object its router writes.
+type ReadRoutes = fn(&Canary, &serde_json::Value) -> Result<Routes, RouterError>;
+
+/// The object that carries the Canary's split, as its router writes it, and how to read it: the
+/// HTTPRoute (north-south, or the mesh's on the apex Service), Istio's VirtualService or SMI's
+/// TrafficSplit. A gateway in front of the apex reads any of them as the mesh would.
+fn route_object(canary: &Canary) -> Option<(ApiResource, ReadRoutes)> {
+    let gvk = |group: &str, version: &str, kind: &str| GroupVersionKind::gvk(group, version, kind);
+    match canary.spec.provider.unwrap_or(RouterKind::GatewayApi) {
+        RouterKind::GatewayApi | RouterKind::GatewayApiV1 | RouterKind::Gamma => Some((
+            ApiResource::from_gvk_with_plural(
+                &gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+                "httproutes",
+            ),
+            gateway_api::routes_of,
+        )),
+        RouterKind::Istio => Some((
+            ApiResource::from_gvk_with_plural(
+                &gvk("networking.istio.io", "v1", "VirtualService"),
+                "virtualservices",
+            ),
+            istio::routes_of,
+        )),
+        RouterKind::Smi | RouterKind::Linkerd => Some((
+            ApiResource::from_gvk_with_plural(
+                &gvk("split.smi-spec.io", "v1alpha2", "TrafficSplit"),
+                "trafficsplits",
+            ),
+            smi::routes_of,
+        )),
+        RouterKind::Kubernetes | RouterKind::Nginx => None,
+    }
+}
+
 async fn follow_route(
     client: Client,
     namespace: String,
@@ -105,10 +141,13 @@ async fn follow_route(
     router: Arc<LocalRouter>,
     applied: Arc<Mutex<Vec<RouteChange>>>,
 ) {
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
-        "httproutes",
-    );
+    let Some((resource, routes_of)) = route_object(&canary) else {
+        tracing::error!(
+            provider = ?canary.spec.provider,
+            "the local gateway reads HTTPRoutes, VirtualServices and TrafficSplits only"
+        );
+        return;
+    };
     let api: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource);
     let name = apex_name(&canary);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
@@ -121,21 +160,21 @@ async fn follow_route(
         let route = match next {
             Ok(route) => route,
             Err(e) => {
-                tracing::debug!(error = %e, "HTTPRoute watch interrupted");
+                tracing::debug!(error = %e, "route watch interrupted");
                 continue;
             }
         };
         let value = match serde_json::to_value(&route) {
             Ok(value) => value,
             Err(e) => {
-                tracing::warn!(error = %e, "unreadable HTTPRoute");
+                tracing::warn!(error = %e, kind = %resource.kind, "unreadable route");
                 continue;
             }
         };
         match routes_of(&canary, &value) {
             Ok(routes) => {
                 if let Err(e) = router.set(routes) {
-                    tracing::warn!(error = %e, "cannot apply the HTTPRoute's weights");
+                    tracing::warn!(error = %e, "cannot apply the route's weights");
                     continue;
                 }
                 let mut applied = applied.lock().unwrap_or_else(PoisonError::into_inner);
@@ -147,11 +186,14 @@ async fn follow_route(
                     tracing::info!(
                         primary = routes.primary,
                         canary = routes.canary,
-                        "gateway applied the HTTPRoute"
+                        kind = %resource.kind,
+                        "gateway applied the route"
                     );
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "HTTPRoute without readable weights"),
+            Err(e) => {
+                tracing::warn!(error = %e, kind = %resource.kind, "route without readable weights")
+            }
         }
     }
 }

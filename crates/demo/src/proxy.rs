@@ -139,6 +139,7 @@ struct Shared {
 
 impl Shared {
     fn set(&self, routes: Routes) -> Result<(), RouterError> {
+        sluice_controller::router::refuse_mirror(routes, "demo proxy")?;
         if routes.primary > MAX_WEIGHT || routes.canary > MAX_WEIGHT {
             return Err(RouterError::Invalid(format!(
                 "weights must be at most {MAX_WEIGHT}; got primary {} and canary {}",
@@ -386,6 +387,7 @@ fn unpack(word: u64) -> Routes {
         primary: (word & 0xffff_ffff) as u32,
         canary: ((word >> 32) & 0x7fff_ffff) as u32,
         canary_match: word >> 63 == 1,
+        mirror: false,
     }
 }
 
@@ -684,6 +686,7 @@ mod tests {
                 primary: MAX_WEIGHT + 1,
                 canary: 0,
                 canary_match: false,
+                mirror: false,
             };
             let error = client.set(too_heavy).await.unwrap_err().to_string();
             assert!(
@@ -709,11 +712,13 @@ mod tests {
                 primary: MAX_WEIGHT,
                 canary: MAX_WEIGHT,
                 canary_match: true,
+                mirror: false,
             },
             Routes {
                 primary: 0,
                 canary: 0,
                 canary_match: false,
+                mirror: false,
             },
         ] {
             assert_eq!(unpack(pack(routes)), routes);
@@ -735,6 +740,7 @@ mod tests {
         );
         let ab = Routes {
             canary_match: true,
+            mirror: false,
             ..Routes::all_primary()
         };
         assert_eq!(choose(ab, true, |_| 99), Some(Arm::Canary));
@@ -743,6 +749,7 @@ mod tests {
             primary: 0,
             canary: 0,
             canary_match: false,
+            mirror: false,
         };
         assert_eq!(choose(none, false, |_| 0), None);
     }

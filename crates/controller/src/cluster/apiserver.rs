@@ -333,7 +333,8 @@ mod tests {
     #[test]
     fn unknown_kinds_and_versions_are_named() {
         for (api_version, kind) in [
-            ("networking.istio.io/v1", "VirtualService"),
+            ("appmesh.k8s.aws/v1beta2", "VirtualRouter"),
+            ("networking.istio.io/v1alpha3", "VirtualService"),
             ("apps/v1beta1", "Deployment"),
         ] {
             let error = api_resource(

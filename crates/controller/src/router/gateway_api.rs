@@ -8,8 +8,8 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use serde_json::{Map, Value, json};
 
-use super::{Registration, Router, RouterError};
-use crate::cluster::objects::{owner_reference, primary_name};
+use super::{Registration, Router, RouterError, namespace, owners, percent, refuse_mirror};
+use crate::cluster::objects::primary_name;
 use crate::cluster::resources::Resource;
 use crate::cluster::{Cluster, ObjectRef};
 use crate::providers::BoxFuture;
@@ -19,22 +19,27 @@ use sluice_core::rollout::Routes;
 pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
 
 pub const REGISTRATION: Registration = Registration {
-    build: |cluster| Arc::new(GatewayApi::new(cluster)),
+    build: |cluster| Arc::new(GatewayApi::new(cluster, Attach::Gateways)),
     resources: &[Resource::new(API_VERSION, "HTTPRoute", "httproutes")],
 };
 
+/// What the HTTPRoute attaches to: the Canary's Gateways (north-south), or the apex Service
+/// itself, the way service meshes read HTTPRoutes for traffic inside the mesh (GAMMA).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    Gateways,
+    ApexService,
+}
+
 pub struct GatewayApi {
     pub cluster: Arc<dyn Cluster>,
+    pub attach: Attach,
 }
 
 impl GatewayApi {
-    pub fn new(cluster: Arc<dyn Cluster>) -> Self {
-        Self { cluster }
+    pub fn new(cluster: Arc<dyn Cluster>, attach: Attach) -> Self {
+        Self { cluster, attach }
     }
-}
-
-fn namespace(canary: &Canary) -> String {
-    canary.namespace().unwrap_or_else(|| "default".into())
 }
 
 fn route_ref(canary: &Canary) -> ObjectRef {
@@ -60,8 +65,18 @@ fn canary_service(apex: &str) -> String {
     format!("{apex}-canary")
 }
 
-/// The HTTPRoute that sends traffic as `routes` says.
+/// The HTTPRoute that sends traffic as `routes` says, attached to the Canary's Gateways.
 pub fn http_route(canary: &Canary, routes: Routes) -> Result<Value, RouterError> {
+    attached_route(canary, routes, Attach::Gateways)
+}
+
+/// The HTTPRoute that sends traffic as `routes` says, attached as `attach` says.
+pub fn attached_route(
+    canary: &Canary,
+    routes: Routes,
+    attach: Attach,
+) -> Result<Value, RouterError> {
+    refuse_mirror(routes, "Gateway API")?;
     let service = service(canary)?;
     let apex = canary.spec.service_name();
     // Gateways answer 500 to a rule whose backends all weigh 0: refuse rather than drop traffic.
@@ -87,54 +102,42 @@ pub fn http_route(canary: &Canary, routes: Routes) -> Result<Value, RouterError>
         }));
     }
     rules.push(json!({"backendRefs": backends(routes.primary, routes.canary)}));
-
-    // A Canary read from the API server always has a uid; one built in process (a test, a dry
-    // run) has none, and an owner reference without a uid would be refused.
-    let owner = canary
-        .metadata
-        .uid
-        .as_deref()
-        .map(|uid| json!([owner_reference(canary, uid)]));
-    Ok(route(canary, service, rules, owner))
+    Ok(route(canary, service, attach, rules, owners(canary)))
 }
 
 /// The HTTPRoute left when the Canary is deleted with `revertOnDeletion`: every request to the
 /// apex Service, which then selects the target's pods, and no owner (an empty list, so that
 /// applying it removes the one sluice set).
-pub fn handed_back_route(canary: &Canary) -> Result<Value, RouterError> {
+pub fn handed_back_route(canary: &Canary, attach: Attach) -> Result<Value, RouterError> {
     let service = service(canary)?;
     let backend = json!([{"name": canary.spec.service_name(), "port": service.port}]);
     let rules = vec![json!({"backendRefs": backend})];
-    Ok(route(canary, service, rules, Some(json!([]))))
+    Ok(route(canary, service, attach, rules, Some(json!([]))))
 }
 
-/// An HTTPRoute named after the apex Service with `rules`, attached to the Canary's gateways and
-/// hosts; `owners` as its ownerReferences, left out when `None`.
+/// An HTTPRoute named after the apex Service with `rules`, attached as `attach` says;
+/// `owners` as its ownerReferences, left out when `None`.
 fn route(
     canary: &Canary,
     service: &ServiceSpec,
+    attach: Attach,
     rules: Vec<Value>,
     owners: Option<Value>,
 ) -> Value {
-    let parent_refs: Vec<Value> = service
-        .gateway_refs
-        .iter()
-        .map(|gateway| {
-            let mut parent = Map::new();
-            parent.insert("name".into(), json!(gateway.name));
-            if let Some(ns) = &gateway.namespace {
-                parent.insert("namespace".into(), json!(ns));
-            }
-            if let Some(section) = &gateway.section_name {
-                parent.insert("sectionName".into(), json!(section));
-            }
-            Value::Object(parent)
-        })
-        .collect();
     let mut spec = Map::new();
-    spec.insert("parentRefs".into(), Value::Array(parent_refs));
-    if !service.hosts.is_empty() {
-        spec.insert("hostnames".into(), json!(service.hosts));
+    match attach {
+        Attach::Gateways => {
+            spec.insert("parentRefs".into(), Value::Array(gateway_parents(service)));
+            if !service.hosts.is_empty() {
+                spec.insert("hostnames".into(), json!(service.hosts));
+            }
+        }
+        // A mesh route has no hostnames: the parent Service is what it matches.
+        Attach::ApexService => {
+            let parent = json!({"group": "", "kind": "Service",
+                "name": canary.spec.service_name(), "port": service.port});
+            spec.insert("parentRefs".into(), json!([parent]));
+        }
     }
     spec.insert("rules".into(), Value::Array(rules));
 
@@ -150,6 +153,25 @@ fn route(
         "metadata": Value::Object(metadata),
         "spec": Value::Object(spec),
     })
+}
+
+/// The Canary's `service.gatewayRefs` as parentRefs.
+fn gateway_parents(service: &ServiceSpec) -> Vec<Value> {
+    service
+        .gateway_refs
+        .iter()
+        .map(|gateway| {
+            let mut parent = Map::new();
+            parent.insert("name".into(), json!(gateway.name));
+            if let Some(ns) = &gateway.namespace {
+                parent.insert("namespace".into(), json!(ns));
+            }
+            if let Some(section) = &gateway.section_name {
+                parent.insert("sectionName".into(), json!(section));
+            }
+            Value::Object(parent)
+        })
+        .collect()
 }
 
 /// `analysis.match` as HTTPRoute matches: each entry is one match (entries are alternatives), its
@@ -274,11 +296,12 @@ pub fn routes_of(canary: &Canary, route: &Value) -> Result<Routes, RouterError> 
             "sends no traffic to {primary} or {canary_backend}"
         )));
     }
-    let canary_percent = u32::try_from((c * 100 + total / 2) / total).unwrap_or(100);
+    let canary_percent = percent(c, total);
     Ok(Routes {
         primary: 100 - canary_percent,
         canary: canary_percent,
         canary_match,
+        mirror: false,
     })
 }
 
@@ -294,7 +317,9 @@ impl Router for GatewayApi {
                 }
                 None => Routes::all_primary(),
             };
-            self.cluster.apply(http_route(canary, routes)?).await?;
+            self.cluster
+                .apply(attached_route(canary, routes, self.attach)?)
+                .await?;
             Ok(())
         })
     }
@@ -305,14 +330,18 @@ impl Router for GatewayApi {
         routes: Routes,
     ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
-            self.cluster.apply(http_route(canary, routes)?).await?;
+            self.cluster
+                .apply(attached_route(canary, routes, self.attach)?)
+                .await?;
             Ok(())
         })
     }
 
     fn finalize<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
-            self.cluster.apply(handed_back_route(canary)?).await?;
+            self.cluster
+                .apply(handed_back_route(canary, self.attach)?)
+                .await?;
             Ok(())
         })
     }

@@ -79,6 +79,7 @@ impl Router for KubernetesService {
         routes: Routes,
     ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
+            super::refuse_mirror(routes, "kubernetes")?;
             if routes.canary_match {
                 return Err(RouterError::Invalid(
                     "the kubernetes router cannot route requests by header (A/B testing); use a \

@@ -34,9 +34,12 @@ pub trait Router: Send + Sync {
     fn finalize<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>>;
 }
 
+pub mod gamma;
 pub mod gateway_api;
+pub mod istio;
 pub mod kubernetes;
 pub mod nginx;
+pub mod smi;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,7 +64,43 @@ pub fn registration(kind: RouterKind) -> Registration {
         RouterKind::GatewayApi | RouterKind::GatewayApiV1 => gateway_api::REGISTRATION,
         RouterKind::Kubernetes => kubernetes::REGISTRATION,
         RouterKind::Nginx => nginx::REGISTRATION,
+        RouterKind::Istio => istio::REGISTRATION,
+        RouterKind::Gamma => gamma::REGISTRATION,
+        RouterKind::Smi | RouterKind::Linkerd => smi::REGISTRATION,
     }
+}
+
+/// The Canary's namespace, `default` for one built without.
+pub(crate) fn namespace(canary: &Canary) -> String {
+    kube::ResourceExt::namespace(canary).unwrap_or_else(|| "default".into())
+}
+
+/// The ownerReferences that make a router's object go with its Canary. A Canary read from the
+/// API server always has a uid; one built in process (a test, a dry run) has none, and an owner
+/// reference without a uid would be refused, so there is none then.
+pub(crate) fn owners(canary: &Canary) -> Option<serde_json::Value> {
+    canary
+        .metadata
+        .uid
+        .as_deref()
+        .map(|uid| serde_json::json!([crate::cluster::objects::owner_reference(canary, uid)]))
+}
+
+/// Only routers that can copy traffic take `Routes::mirror`; the others say so rather than
+/// analyse a canary that receives nothing.
+pub fn refuse_mirror(routes: Routes, router: &str) -> Result<(), RouterError> {
+    if routes.mirror {
+        return Err(RouterError::Invalid(format!(
+            "spec.analysis.mirror: the {router} router cannot mirror traffic; use provider istio \
+             or remove mirror"
+        )));
+    }
+    Ok(())
+}
+
+/// `part` of `total` as a rounded percentage (`total` > 0).
+pub(crate) fn percent(part: u64, total: u64) -> u32 {
+    u32::try_from((part * 100 + total / 2) / total).unwrap_or(100)
 }
 
 /// The router of `kind` over `cluster`.

@@ -11,7 +11,6 @@ use kube::ResourceExt;
 use serde_json::{Map, Value, json};
 
 use super::{Registration, Router, RouterError};
-use crate::cluster::objects::owner_reference;
 use crate::cluster::resources::Resource;
 use crate::cluster::{Cluster, ObjectRef};
 use crate::providers::BoxFuture;
@@ -147,12 +146,8 @@ pub fn canary_ingress(canary: &Canary, user: &Value, routes: Routes) -> Result<V
     metadata.insert("name".into(), json!(reference.name));
     metadata.insert("namespace".into(), json!(reference.namespace));
     metadata.insert("annotations".into(), Value::Object(annotations));
-    // A Canary read from the API server always has a uid; one built in process has none.
-    if let Some(uid) = canary.metadata.uid.as_deref() {
-        metadata.insert(
-            "ownerReferences".into(),
-            json!([owner_reference(canary, uid)]),
-        );
+    if let Some(owners) = super::owners(canary) {
+        metadata.insert("ownerReferences".into(), owners);
     }
     Ok(json!({
         "apiVersion": API_VERSION,
@@ -246,6 +241,7 @@ pub fn routes_of(canary_ingress: &Value) -> Result<Routes, RouterError> {
         primary: 100 - canary,
         canary,
         canary_match: annotation(BY_HEADER).is_some() || annotation(BY_COOKIE).is_some(),
+        mirror: false,
     })
 }
 
@@ -272,6 +268,7 @@ impl Router for Nginx {
         routes: Routes,
     ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
+            super::refuse_mirror(routes, "nginx")?;
             let user = self.ingress(canary).await?;
             self.cluster
                 .apply(canary_ingress(canary, &user, routes)?)

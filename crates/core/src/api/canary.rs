@@ -78,9 +78,14 @@ pub struct ServiceSpec {
     /// Gateway API: the Gateways the HTTPRoute attaches to (its parentRefs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateway_refs: Vec<GatewayRef>,
-    /// Gateway API: the HTTPRoute's hostnames.
+    /// The HTTPRoute's hostnames (Gateway API), or the VirtualService's hosts beside the apex
+    /// Service (Istio).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// Istio: the gateways the VirtualService applies to, as Flagger names them (`mesh` for
+    /// traffic inside the mesh); none means the mesh only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
 }
 
 impl CanarySpec {
@@ -153,6 +158,10 @@ pub struct GatewayRef {
         .message("minSamplePerArm must be at most 1000000000, or no release would ever promote"),
     validation = Rule::new("!has(self.interval) || (duration(self.interval) >= duration('1s') && duration(self.interval) <= duration('24h') && duration(self.interval).getMilliseconds() % 1000 == 0)")
         .message("interval must be whole seconds from 1s to 24h"),
+    validation = Rule::new("!has(self.mirror) || !self.mirror || (has(self.iterations) && !has(self.match))")
+        .message("mirror is for blue/green: set iterations and no match"),
+    validation = Rule::new("!has(self.mirrorWeight) || (self.mirrorWeight >= 1 && self.mirrorWeight <= 100)")
+        .message("mirrorWeight must be from 1 to 100"),
     validation = Rule::new("!has(self.checkInterval) || (duration(self.checkInterval) >= duration('1s') && duration(self.checkInterval) <= duration('24h') && duration(self.checkInterval).getMilliseconds() % 1000 == 0)")
         .message("checkInterval must be whole seconds from 1s to 24h; e.g. 15s")
 )]
@@ -193,6 +202,13 @@ pub struct Analysis {
     /// Header or cookie matches that select the canary in A/B testing.
     #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<RequestMatch>,
+    /// Blue/green with the Istio router: while the canary is analysed, a copy of the primary's
+    /// traffic is sent to it (the responses are dropped), as in Flagger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<bool>,
+    /// The percentage of requests mirrored, 1 to 100 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_weight: Option<u32>,
     /// The false-rollback rate accepted per release: the chance that a release as good as the
     /// primary is rolled back by the comparisons. sluice keeps it whatever the number of steps.
     #[serde(default = "default_alpha")]
@@ -484,6 +500,24 @@ mod tests {
                 None
             ))
             .contains("stepWeights")
+        );
+        let mirror = json!({"iterations": 3, "mirror": true, "mirrorWeight": 50});
+        assert!(Analysis::validate_cel(&mirror, None).is_ok());
+        for bad in [
+            json!({"stepWeight": 10, "maxWeight": 50, "mirror": true}),
+            json!({"iterations": 3, "mirror": true,
+                   "match": [{"headers": {"x": {"exact": "y"}}}]}),
+        ] {
+            assert!(
+                errors(Analysis::validate_cel(&bad, None)).contains("mirror is for blue/green")
+            );
+        }
+        assert!(
+            errors(Analysis::validate_cel(
+                &json!({"iterations": 3, "mirrorWeight": 101}),
+                None
+            ))
+            .contains("mirrorWeight must be from 1 to 100")
         );
 
         let guardrail =

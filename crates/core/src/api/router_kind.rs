@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 // Adding a router is a variant here and a line in the controller's router registry
 // (`sluice_controller::router::registration`), which the compiler then asks for.
 /// The router that shifts traffic (Flagger's `provider`): Gateway API backend weights
-/// (`gatewayapi`, `gatewayapi:v1`), the apex Service's selector (`kubernetes`) or an NGINX
-/// ingress canary (`nginx`). A Canary without one gets the controller's `--router`.
+/// (`gatewayapi`, `gatewayapi:v1`), the apex Service's selector (`kubernetes`), an NGINX
+/// ingress canary (`nginx`), an Istio VirtualService (`istio`), a mesh HTTPRoute on the apex
+/// Service (`gamma`) or an SMI TrafficSplit (`smi:v1alpha2`, `linkerd`). A Canary without one
+/// gets the controller's `--router`.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -30,14 +32,31 @@ pub enum RouterKind {
     /// and header or cookie annotations.
     #[serde(rename = "nginx")]
     Nginx,
+    /// Istio: a VirtualService weighting the primary and canary hosts, with DestinationRules.
+    #[serde(rename = "istio")]
+    Istio,
+    /// Gateway API for service meshes (GAMMA: Linkerd, Istio ambient, Cilium): an HTTPRoute
+    /// whose parent is the apex Service, for traffic inside the mesh.
+    #[serde(rename = "gamma")]
+    Gamma,
+    /// An SMI TrafficSplit (`split.smi-spec.io/v1alpha2`), for Linkerd's SMI extension.
+    #[serde(rename = "smi:v1alpha2")]
+    Smi,
+    /// The same SMI router under Flagger's name for Linkerd.
+    #[serde(rename = "linkerd")]
+    Linkerd,
 }
 
 impl RouterKind {
-    pub const ALL: [RouterKind; 4] = [
+    pub const ALL: [RouterKind; 8] = [
         Self::GatewayApi,
         Self::GatewayApiV1,
         Self::Kubernetes,
         Self::Nginx,
+        Self::Istio,
+        Self::Gamma,
+        Self::Smi,
+        Self::Linkerd,
     ];
 
     /// The name users write, in `spec.provider` and `--router`.
@@ -47,6 +66,10 @@ impl RouterKind {
             Self::GatewayApiV1 => "gatewayapi:v1",
             Self::Kubernetes => "kubernetes",
             Self::Nginx => "nginx",
+            Self::Istio => "istio",
+            Self::Gamma => "gamma",
+            Self::Smi => "smi:v1alpha2",
+            Self::Linkerd => "linkerd",
         }
     }
 
@@ -102,7 +125,9 @@ mod tests {
         let err = "istio-ish".parse::<RouterKind>().unwrap_err().to_string();
         assert!(err.contains("\"istio-ish\""), "{err}");
         assert!(
-            err.contains("gatewayapi, gatewayapi:v1, kubernetes, nginx"),
+            err.contains(
+                "gatewayapi, gatewayapi:v1, kubernetes, nginx, istio, gamma, smi:v1alpha2, linkerd"
+            ),
             "{err}"
         );
     }

@@ -132,6 +132,33 @@ pub fn validate_canary(canary: &Canary) -> Result<(), ValidationErrors> {
         );
     }
     validate_schedule(canary, &mut problems);
+    if analysis.mirror == Some(true)
+        && !(analysis.iterations.is_some() && analysis.matches.is_empty())
+    {
+        problems.add(
+            format!("{a}.mirror"),
+            "mirror is for blue/green: set iterations and no match",
+        );
+    }
+    if analysis.mirror == Some(true)
+        && let Some(provider) = spec.provider
+        && provider != super::RouterKind::Istio
+    {
+        problems.add(
+            format!("{a}.mirror"),
+            format!(
+                "the {provider} router cannot mirror traffic; use provider istio or remove mirror"
+            ),
+        );
+    }
+    if let Some(weight) = analysis.mirror_weight
+        && !(1..=100).contains(&weight)
+    {
+        problems.add(
+            format!("{a}.mirrorWeight"),
+            format!("must be from 1 to 100, found {weight}"),
+        );
+    }
     let mut names = BTreeSet::new();
     for (index, metric) in analysis.metrics.iter().enumerate() {
         let field = format!("{a}.metrics[{index}]");
@@ -456,6 +483,16 @@ mod tests {
                 format!("{base}    metrics:\n{guard}{{min: 1}}\n        interval: 100ms\n"),
                 "spec.analysis.metrics[0].interval",
                 "whole seconds",
+            ),
+            (
+                format!("{base}    mirror: true\n"),
+                "spec.analysis.mirror",
+                "mirror is for blue/green",
+            ),
+            (
+                "    iterations: 3\n    mirror: true\n    mirrorWeight: 0\n".to_string(),
+                "spec.analysis.mirrorWeight",
+                "must be from 1 to 100, found 0",
             ),
         ];
         for (analysis, field, message) in cases {

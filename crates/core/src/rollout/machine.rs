@@ -367,8 +367,19 @@ impl Run<'_> {
                     primary: 100,
                     canary: 0,
                     canary_match: true,
+                    mirror: false,
                 }));
                 let message = "A/B testing: requests matching analysis.match go to the canary";
+                self.status.message = Some(message.into());
+                self.event(false, "Synced", message);
+            }
+            Strategy::BlueGreen if self.spec.analysis.mirror == Some(true) => {
+                self.actions.push(Action::SetRoutes(Routes {
+                    mirror: true,
+                    ..Routes::all_primary()
+                }));
+                let message =
+                    "blue/green: analysing the canary on a mirror of the primary's traffic";
                 self.status.message = Some(message.into());
                 self.event(false, "Synced", message);
             }

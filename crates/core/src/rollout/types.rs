@@ -93,6 +93,10 @@ pub struct Routes {
     pub canary: u32,
     #[serde(default)]
     pub canary_match: bool,
+    /// A copy of the primary's requests also goes to the canary (blue/green with
+    /// `analysis.mirror`); only routers that can mirror accept it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror: bool,
 }
 
 impl Routes {
@@ -101,6 +105,7 @@ impl Routes {
             primary: 100,
             canary: 0,
             canary_match: false,
+            mirror: false,
         }
     }
 
@@ -109,6 +114,7 @@ impl Routes {
             primary: 100 - weight.min(100),
             canary: weight.min(100),
             canary_match: false,
+            mirror: false,
         }
     }
 }
