@@ -645,6 +645,52 @@ fn annotations_promote_abort_and_retry() {
 }
 
 #[test]
+fn blue_green_with_mirror_analyses_on_a_copy_of_the_traffic_then_switches() {
+    let c = canary("    iterations: 3\n    mirror: true\n    mirrorWeight: 50");
+    let status = initialized(&c);
+    let mut w = world("rev2");
+    let d = drive(&c, status, &mut w, &|_| healthy(), &BTreeMap::new(), 20);
+    let every: Vec<Routes> = d
+        .decisions
+        .iter()
+        .flat_map(|decision| routes(&decision.actions))
+        .collect();
+    let mirrored = Routes {
+        mirror: true,
+        ..Routes::all_primary()
+    };
+    // A new revision starts on the primary; mirrored while analysed, then all traffic to the
+    // canary while the primary updates, then back to the primary without a mirror.
+    assert_eq!(
+        every,
+        [
+            Routes::all_primary(),
+            mirrored,
+            Routes::canary_weight(100),
+            Routes::all_primary()
+        ]
+    );
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+    // Without mirror, blue/green sends the canary nothing while it is analysed.
+    let plain = canary("    iterations: 3");
+    let mut w = world("rev2");
+    let d = drive(
+        &plain,
+        initialized(&plain),
+        &mut w,
+        &|_| healthy(),
+        &BTreeMap::new(),
+        20,
+    );
+    let every: Vec<Routes> = d
+        .decisions
+        .iter()
+        .flat_map(|x| routes(&x.actions))
+        .collect();
+    assert!(!every.iter().any(|r| r.mirror), "{every:?}");
+}
+
+#[test]
 fn ab_testing_routes_matching_requests_then_promotes() {
     let c = canary("    iterations: 3\n    match:\n      - headers: {x-canary: {exact: insider}}");
     let status = initialized(&c);
