@@ -52,7 +52,11 @@ fn is_subsequence(part: &[u32], whole: &[u32]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crds_are_accepted_and_cel_rules_refuse_bad_canaries() {
     let ns = TestNamespace::new("crds").await;
-    for crd in ["canaries.sluice.dev", "metrictemplates.sluice.dev"] {
+    for crd in [
+        "canaries.sluice.dev",
+        "metrictemplates.sluice.dev",
+        "alertproviders.sluice.dev",
+    ] {
         let conditions = ns.crd_conditions(crd).await;
         assert_eq!(
             conditions.get("Established").map(String::as_str),
