@@ -76,6 +76,15 @@ fn rolled_back() -> AlertEvent {
     event(AlertKind::RolledBack, REASON)
 }
 
+/// A receiver, an empty memory cluster and sluice's metrics.
+async fn fixture() -> (Server, Arc<MemoryCluster>, Arc<Metrics>) {
+    (
+        Server::start().await,
+        Arc::new(MemoryCluster::new()),
+        Arc::new(Metrics::new()),
+    )
+}
+
 async fn provider(cluster: &MemoryCluster, name: &str, spec: Value) {
     cluster
         .apply(json!({
@@ -109,9 +118,7 @@ fn events(cluster: &MemoryCluster) -> Vec<Event> {
 
 /// Sends a rollback alert through a provider of `kind` and returns what the receiver got.
 async fn sent_as(kind: &str) -> Seen {
-    let server = Server::start().await;
-    let cluster = Arc::new(MemoryCluster::new());
-    let metrics = Arc::new(Metrics::new());
+    let (server, cluster, metrics) = fixture().await;
     let path = format!("/ok/{kind}");
     provider(
         &cluster,
@@ -311,9 +318,7 @@ async fn a_webhook_gets_flaggers_event_payload() {
 
 #[tokio::test]
 async fn a_failing_receiver_is_tried_again_until_it_answers() {
-    let server = Server::start().await;
-    let cluster = Arc::new(MemoryCluster::new());
-    let metrics = Arc::new(Metrics::new());
+    let (server, cluster, metrics) = fixture().await;
     provider(
         &cluster,
         "chat",
@@ -367,9 +372,7 @@ async fn a_failing_receiver_is_tried_again_until_it_answers() {
 
 #[tokio::test]
 async fn each_entry_gets_the_severities_it_asks_for() {
-    let server = Server::start().await;
-    let cluster = Arc::new(MemoryCluster::new());
-    let metrics = Arc::new(Metrics::new());
+    let (server, cluster, metrics) = fixture().await;
     for severity in ["info", "warn", "error"] {
         let path = format!("/ok/{severity}");
         provider(
@@ -426,9 +429,7 @@ async fn each_entry_gets_the_severities_it_asks_for() {
 
 #[tokio::test]
 async fn a_full_queue_drops_the_alert_at_once_and_says_so() {
-    let server = Server::start().await;
-    let cluster = Arc::new(MemoryCluster::new());
-    let metrics = Arc::new(Metrics::new());
+    let (server, cluster, metrics) = fixture().await;
     provider(
         &cluster,
         "slow",
@@ -521,9 +522,7 @@ async fn a_secret_address_and_token_appear_in_no_log_event_or_metric() {
     // This test's runtime has one thread, so the worker's logs are captured too.
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let server = Server::start().await;
-    let cluster = Arc::new(MemoryCluster::new());
-    let metrics = Arc::new(Metrics::new());
+    let (server, cluster, metrics) = fixture().await;
     let secret_path = "/echo/T0SECRETPATH/B0SECRETPATH";
     let token = "xoxb-SECRETTOKEN";
     // A closed port: reqwest's connect error names the URL unless it is taken out.

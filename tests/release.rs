@@ -335,25 +335,14 @@ fn a_full_release_and_a_rollback() {
     // Another image, failing: rolled back at the first analysis, traffic back to the primary.
     block(cluster.apply(target("podinfo:6.0.2"))).unwrap();
     drop(cluster);
-    let failing = Arc::new(Scripted {
-        canary_errors: 90,
-        asked: Mutex::new(0),
-    });
     let rollback = run(
         &file,
-        failing,
+        failing(),
         release.now,
         &[Phase::Succeeded, Phase::Failed],
         30,
     );
-    assert_eq!(
-        dedup(&rollback.phases),
-        [
-            (Phase::Progressing, 0),
-            (Phase::Progressing, 10),
-            (Phase::Failed, 0)
-        ]
-    );
+    assert_eq!(dedup(&rollback.phases), ROLLED_BACK_AT_ONCE);
     assert_eq!(rollback.routes, [(90, 10), (100, 0)]);
     let cluster = MemoryCluster::persisted(file).unwrap();
     let primary = block(cluster.get(&ObjectRef::new(
@@ -411,6 +400,27 @@ fn healthy() -> Arc<Scripted> {
         asked: Mutex::new(0),
     })
 }
+
+/// 15% errors on the canary against 1% on the primary.
+fn failing() -> Arc<Scripted> {
+    Arc::new(Scripted {
+        canary_errors: 90,
+        asked: Mutex::new(0),
+    })
+}
+
+/// A new image for the target: a new revision, which starts a release.
+fn new_image(file: &Path, image: &str) {
+    let cluster = MemoryCluster::persisted(file.to_path_buf()).unwrap();
+    block(cluster.apply(target(image))).unwrap();
+}
+
+/// The trail of a release rolled back at its first analysis.
+const ROLLED_BACK_AT_ONCE: [(Phase, u32); 3] = [
+    (Phase::Progressing, 0),
+    (Phase::Progressing, 10),
+    (Phase::Failed, 0),
+];
 
 #[test]
 fn a_deleted_canary_takes_what_it_made_with_it() {
@@ -591,28 +601,15 @@ fn a_bad_canary_is_rolled_back_and_the_slack_alert_says_what_failed() {
     drop(cluster);
     let init = run(&file, healthy(), T0, &[Phase::Initialized], 10);
 
-    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
-    block(cluster.apply(target("podinfo:6.0.1"))).unwrap();
-    drop(cluster);
-    let failing = Arc::new(Scripted {
-        canary_errors: 90,
-        asked: Mutex::new(0),
-    });
+    new_image(&file, "podinfo:6.0.1");
     let rollback = run_alerting(
         &file,
-        failing.clone(),
+        failing(),
         init.now,
         &[Phase::Succeeded, Phase::Failed],
         30,
     );
-    assert_eq!(
-        dedup(&rollback.phases),
-        [
-            (Phase::Progressing, 0),
-            (Phase::Progressing, 10),
-            (Phase::Failed, 0)
-        ]
-    );
+    assert_eq!(dedup(&rollback.phases), ROLLED_BACK_AT_ONCE);
     // One alert (the entry wants errors only: not the start), in Slack's format, through the
     // Secret's address.
     let seen = server.seen();
@@ -658,7 +655,7 @@ fn a_bad_canary_is_rolled_back_and_the_slack_alert_says_what_failed() {
     drop(cluster);
 
     // Restarted controllers that look at the failed release again tell nobody again.
-    let later = run_alerting(&file, failing, rollback.now, &[], 3);
+    let later = run_alerting(&file, failing(), rollback.now, &[], 3);
     assert_eq!(later.phases.len(), 3);
     assert_eq!(server.seen().len(), 1);
 }
@@ -682,9 +679,7 @@ fn a_closed_gate_alerts_once_however_often_the_controller_restarts() {
     block(cluster.apply(alerting_canary(alerts, gate))).unwrap();
     drop(cluster);
     let init = run(&file, healthy(), T0, &[Phase::Initialized], 10);
-    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
-    block(cluster.apply(target("podinfo:6.0.1"))).unwrap();
-    drop(cluster);
+    new_image(&file, "podinfo:6.0.1");
 
     // Every reconcile is a new controller; the gate stays closed.
     let waiting = run_alerting(&file, healthy(), init.now, &[], 8);
