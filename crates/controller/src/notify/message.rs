@@ -225,6 +225,50 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_report_is_linked_where_one_exists_and_a_start_carries_no_evidence() {
+        let rolled_back = rollback();
+        let canary: Canary = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {"targetRef": {"kind": "Deployment", "name": "podinfo"}, "analysis": {"iterations": 3}}
+        }))
+        .unwrap();
+        let started = AlertEvent {
+            kind: AlertKind::Started,
+            key: "started".into(),
+            reason: "new revision detected: starting the release of podinfo".into(),
+        };
+        let status: CanaryStatus = serde_json::from_value(serde_json::json!({
+            "metrics": [{"name": "errors", "kind": "errorRate", "lastOutcome": "from the last release"}]
+        }))
+        .unwrap();
+        let message = Message::new(
+            &canary,
+            &started,
+            Phase::Progressing,
+            &status,
+            "",
+            Some("target/sluice-demo/report.html"),
+            0,
+        );
+        assert_eq!(
+            message.headline,
+            "podinfo.test release started: new revision detected: starting the release of podinfo"
+        );
+        assert!(message.evidence.is_empty());
+        assert_eq!(
+            message.links.last(),
+            Some(&(
+                "Report".to_string(),
+                "target/sluice-demo/report.html".to_string()
+            ))
+        );
+        assert!(message.text().contains("Traffic: blue/green"));
+        assert!(!message.text().contains("Revision"));
+        assert!(!rolled_back.links.iter().any(|(k, _)| k == "Report"));
+    }
+
+    #[test]
     fn clip_keeps_short_text_and_marks_a_cut() {
         assert_eq!(clip("abc", 3), "abc");
         assert_eq!(clip("abcdef", 4), "abc…");
