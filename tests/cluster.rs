@@ -90,6 +90,12 @@ async fn crds_are_accepted_and_cel_rules_refuse_bad_canaries() {
     // The example Canary and the demo's are accepted as they are.
     ns.apply_file("examples/canary.yaml").await;
     ns.apply_file("e2e/canary.yaml").await;
+    // And a Flagger-shaped AlertProvider.
+    ns.apply_file("examples/alert-provider.yaml").await;
+    let provider = ns
+        .get("sluice.dev/v1alpha1", "AlertProvider", "on-call")
+        .await;
+    assert_eq!(provider["spec"]["type"], "slack", "{provider}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -140,6 +140,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_reads() {
+        let text = include_str!("../../../../examples/alert-provider.yaml");
+        let provider = serde_yaml_ng::Deserializer::from_str(text)
+            .nth(1)
+            .map(|d| AlertProvider::deserialize(d).unwrap())
+            .unwrap();
+        assert_eq!(provider.spec.kind, AlertProviderKind::Slack);
+        assert_eq!(provider.spec.secret_ref.unwrap().name, "slack-url");
+    }
+
+    #[test]
     fn a_flagger_provider_reads_as_it_is() {
         let provider: AlertProvider = serde_yaml_ng::from_str(
             "apiVersion: sluice.dev/v1alpha1\nkind: AlertProvider\nmetadata: {name: on-call, namespace: test}\n\
