@@ -709,3 +709,76 @@ fn a_closed_gate_alerts_once_however_often_the_controller_restarts() {
     run_alerting(&file, healthy(), waiting.now, &[], 1);
     assert_eq!(told(&server), ["waiting", "waiting"]);
 }
+
+#[test]
+fn a_slow_receiver_does_not_slow_the_rollback() {
+    let serving = tokio::runtime::Runtime::new().unwrap();
+    let server = serving.block_on(Server::start());
+    let dir = tempfile::tempdir().unwrap();
+    let file = setup(dir.path());
+    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
+    block(cluster.apply(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AlertProvider",
+        "metadata": {"name": "slow", "namespace": "test"},
+        "spec": {"type": "slack", "address": server.url("/slow")}
+    })))
+    .unwrap();
+    let alerts = json!([{"name": "slow", "providerRef": {"name": "slow"}}]);
+    block(cluster.apply(alerting_canary(alerts, json!([])))).unwrap();
+    drop(cluster);
+    let init = run(&file, healthy(), T0, &[Phase::Initialized], 10);
+    new_image(&file, "podinfo:6.0.1");
+
+    // One controller for the whole release; every alert waits on a receiver that takes
+    // `receiver::SLOW` to answer.
+    let observer: Arc<dyn Observer> = failing();
+    let (slowest, phase) = block(async {
+        let cluster = Arc::new(MemoryCluster::persisted(file.clone()).unwrap());
+        let hooks = Hooks::new().unwrap();
+        let alerts = Alerts::start(cluster.clone(), hooks.client(), AlertOptions::default());
+        let ctx = Context::new(cluster.clone(), observer, hooks).with_notifier(alerts.clone());
+        let mut now = init.now;
+        let mut slowest = std::time::Duration::ZERO;
+        let mut phase = Phase::Initialized;
+        for _ in 0..20 {
+            cluster.set_now(now);
+            let canary = load_canary(cluster.as_ref(), "test", "podinfo")
+                .await
+                .unwrap()
+                .unwrap();
+            let started = std::time::Instant::now();
+            let outcome = reconcile(&ctx, &canary, now).await.unwrap();
+            slowest = slowest.max(started.elapsed());
+            phase = outcome.decision.status.phase.unwrap();
+            if phase == Phase::Failed {
+                break;
+            }
+            now += outcome.decision.requeue_seconds as i64;
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(20), alerts.settled())
+            .await
+            .expect("the alerts outlived the test's bound");
+        (slowest, phase)
+    });
+    assert_eq!(phase, Phase::Failed);
+    assert!(
+        slowest < receiver::SLOW / 3,
+        "a reconcile took {slowest:?}, the receiver {:?}",
+        receiver::SLOW
+    );
+    // Both alerts arrived after all: the start and the rollback.
+    let texts: Vec<String> = server
+        .seen()
+        .iter()
+        .map(|s| s.body["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].starts_with("podinfo.test release started"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].starts_with("podinfo.test rolled back: errors:"),
+        "{texts:?}"
+    );
+}
