@@ -574,38 +574,71 @@ fn stored_status(file: &Path) -> sluice_core::api::CanaryStatus {
         .unwrap()
 }
 
-#[test]
-fn a_bad_canary_is_rolled_back_and_the_slack_alert_says_what_failed() {
-    // The receiver serves from a runtime of its own, across the short-lived controllers.
+/// A release about to start (initialized, then a new image). `make` gives, for the receiver,
+/// the objects to add (AlertProviders, Secrets) and the Canary's `analysis.alerts` and
+/// `webhooks`. The receiver serves from a runtime of its own, across the short-lived
+/// controllers.
+struct Alerting {
+    server: Server,
+    file: std::path::PathBuf,
+    /// When the release may start.
+    now: i64,
+    _serving: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn alerting(make: impl FnOnce(&Server) -> (Vec<Value>, Value, Value)) -> Alerting {
     let serving = tokio::runtime::Runtime::new().unwrap();
     let server = serving.block_on(Server::start());
     let dir = tempfile::tempdir().unwrap();
     let file = setup(dir.path());
     let cluster = MemoryCluster::persisted(file.clone()).unwrap();
-    let webhook = server.url("/ok/services/T0SECRET/B0SECRET/XXSECRET");
-    block(cluster.apply(json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "slack-url", "namespace": "test"},
-        "stringData": {"address": webhook}
-    })))
-    .unwrap();
-    block(cluster.apply(json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "AlertProvider",
-        "metadata": {"name": "on-call", "namespace": "test"},
-        "spec": {"type": "slack", "channel": "releases", "secretRef": {"name": "slack-url"}}
-    })))
-    .unwrap();
-    let alerts =
-        json!([{"name": "on-call", "severity": "error", "providerRef": {"name": "on-call"}}]);
-    block(cluster.apply(alerting_canary(alerts, json!([])))).unwrap();
+    let (objects, alerts, webhooks) = make(&server);
+    for object in objects {
+        block(cluster.apply(object)).unwrap();
+    }
+    block(cluster.apply(alerting_canary(alerts, webhooks))).unwrap();
     drop(cluster);
     let init = run(&file, healthy(), T0, &[Phase::Initialized], 10);
-
     new_image(&file, "podinfo:6.0.1");
+    Alerting {
+        server,
+        file,
+        now: init.now,
+        _serving: serving,
+        _dir: dir,
+    }
+}
+
+fn alert_provider(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AlertProvider",
+        "metadata": {"name": name, "namespace": "test"},
+        "spec": spec
+    })
+}
+
+#[test]
+fn a_bad_canary_is_rolled_back_and_the_slack_alert_says_what_failed() {
+    let release = alerting(|server| {
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "slack-url", "namespace": "test"},
+            "stringData": {"address": server.url("/ok/services/T0SECRET/B0SECRET/XXSECRET")}
+        });
+        let provider = alert_provider(
+            "on-call",
+            json!({"type": "slack", "channel": "releases", "secretRef": {"name": "slack-url"}}),
+        );
+        let alerts =
+            json!([{"name": "on-call", "severity": "error", "providerRef": {"name": "on-call"}}]);
+        (vec![secret, provider], alerts, json!([]))
+    });
+    let (server, file) = (&release.server, &release.file);
     let rollback = run_alerting(
-        &file,
+        file,
         failing(),
-        init.now,
+        release.now,
         &[Phase::Succeeded, Phase::Failed],
         30,
     );
@@ -633,7 +666,7 @@ fn a_bad_canary_is_rolled_back_and_the_slack_alert_says_what_failed() {
             .contains("kubectl get canary podinfo -n test -o yaml"),
         "{body}"
     );
-    let status = stored_status(&file);
+    let status = stored_status(file);
     assert_eq!(status.alerts, ["started", "rolled-back"]);
     let cluster = MemoryCluster::persisted(file.clone()).unwrap();
     let alert_events: Vec<String> = cluster
@@ -655,34 +688,25 @@ fn a_bad_canary_is_rolled_back_and_the_slack_alert_says_what_failed() {
     drop(cluster);
 
     // Restarted controllers that look at the failed release again tell nobody again.
-    let later = run_alerting(&file, failing(), rollback.now, &[], 3);
+    let later = run_alerting(file, failing(), rollback.now, &[], 3);
     assert_eq!(later.phases.len(), 3);
     assert_eq!(server.seen().len(), 1);
 }
 
 #[test]
 fn a_closed_gate_alerts_once_however_often_the_controller_restarts() {
-    let serving = tokio::runtime::Runtime::new().unwrap();
-    let server = serving.block_on(Server::start());
-    let dir = tempfile::tempdir().unwrap();
-    let file = setup(dir.path());
-    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
-    block(cluster.apply(json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "AlertProvider",
-        "metadata": {"name": "chat", "namespace": "test"},
-        "spec": {"type": "webhook", "address": server.url("/ok/chat")}
-    })))
-    .unwrap();
-    let alerts = json!([{"name": "chat", "severity": "warn", "providerRef": {"name": "chat"}}]);
-    let gate =
-        json!([{"name": "approval", "type": "confirm-rollout", "url": server.url("/fail/gate")}]);
-    block(cluster.apply(alerting_canary(alerts, gate))).unwrap();
-    drop(cluster);
-    let init = run(&file, healthy(), T0, &[Phase::Initialized], 10);
-    new_image(&file, "podinfo:6.0.1");
-
+    let release = alerting(|server| {
+        let provider = alert_provider(
+            "chat",
+            json!({"type": "webhook", "address": server.url("/ok/chat")}),
+        );
+        let alerts = json!([{"name": "chat", "severity": "warn", "providerRef": {"name": "chat"}}]);
+        let gate = json!([{"name": "approval", "type": "confirm-rollout", "url": server.url("/fail/gate")}]);
+        (vec![provider], alerts, gate)
+    });
+    let (server, file) = (&release.server, &release.file);
     // Every reconcile is a new controller; the gate stays closed.
-    let waiting = run_alerting(&file, healthy(), init.now, &[], 8);
+    let waiting = run_alerting(file, healthy(), release.now, &[], 8);
     assert_eq!(waiting.phases.last(), Some(&(Phase::Waiting, 0)));
     let told = |server: &Server| -> Vec<String> {
         server
@@ -692,10 +716,10 @@ fn a_closed_gate_alerts_once_however_often_the_controller_restarts() {
             .map(|s| s.body["metadata"]["alert"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(told(&server), ["waiting"]);
+    assert_eq!(told(server), ["waiting"]);
     let gates = server.paths().iter().filter(|p| *p == "/fail/gate").count();
     assert!(gates >= 3, "the gate was asked {gates} times");
-    let status = stored_status(&file);
+    let status = stored_status(file);
     assert_eq!(status.alerts, ["started", "waiting:confirm-rollout"]);
 
     // The status's record is what keeps it to one: without it, the next look tells again.
@@ -706,28 +730,21 @@ fn a_closed_gate_alerts_once_however_often_the_controller_restarts() {
     };
     block(cluster.patch_status("test", "podinfo", &forgotten)).unwrap();
     drop(cluster);
-    run_alerting(&file, healthy(), waiting.now, &[], 1);
-    assert_eq!(told(&server), ["waiting", "waiting"]);
+    run_alerting(file, healthy(), waiting.now, &[], 1);
+    assert_eq!(told(server), ["waiting", "waiting"]);
 }
 
 #[test]
 fn a_slow_receiver_does_not_slow_the_rollback() {
-    let serving = tokio::runtime::Runtime::new().unwrap();
-    let server = serving.block_on(Server::start());
-    let dir = tempfile::tempdir().unwrap();
-    let file = setup(dir.path());
-    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
-    block(cluster.apply(json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "AlertProvider",
-        "metadata": {"name": "slow", "namespace": "test"},
-        "spec": {"type": "slack", "address": server.url("/slow")}
-    })))
-    .unwrap();
-    let alerts = json!([{"name": "slow", "providerRef": {"name": "slow"}}]);
-    block(cluster.apply(alerting_canary(alerts, json!([])))).unwrap();
-    drop(cluster);
-    let init = run(&file, healthy(), T0, &[Phase::Initialized], 10);
-    new_image(&file, "podinfo:6.0.1");
+    let release = alerting(|server| {
+        let provider = alert_provider(
+            "slow",
+            json!({"type": "slack", "address": server.url("/slow")}),
+        );
+        let alerts = json!([{"name": "slow", "providerRef": {"name": "slow"}}]);
+        (vec![provider], alerts, json!([]))
+    });
+    let (server, file) = (&release.server, &release.file);
 
     // One controller for the whole release; every alert waits on a receiver that takes
     // `receiver::SLOW` to answer.
@@ -737,7 +754,7 @@ fn a_slow_receiver_does_not_slow_the_rollback() {
         let hooks = Hooks::new().unwrap();
         let alerts = Alerts::start(cluster.clone(), hooks.client(), AlertOptions::default());
         let ctx = Context::new(cluster.clone(), observer, hooks).with_notifier(alerts.clone());
-        let mut now = init.now;
+        let mut now = release.now;
         let mut slowest = std::time::Duration::ZERO;
         let mut phase = Phase::Initialized;
         for _ in 0..20 {
