@@ -18,6 +18,7 @@
 
 #[path = "support/cluster.rs"]
 mod harness;
+mod receiver;
 
 use std::time::{Duration, Instant};
 
@@ -211,6 +212,77 @@ async fn a_failing_canary_is_rolled_back_for_the_traffic_it_served() {
         release.ns.get("apps/v1", "Deployment", "podinfo").await["spec"]["replicas"],
         0
     );
+    release.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_sends_its_slack_alert_with_the_cause_from_the_real_controller() {
+    let server = receiver::Server::start().await;
+    let release = Release::start("alert", Scenario::Errors).await;
+    release
+        .ns
+        .apply(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "slack-url"},
+            "stringData": {"address": server.url("/ok/services/T0/B0/SECRET")}
+        }))
+        .await;
+    release
+        .ns
+        .apply(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "AlertProvider",
+            "metadata": {"name": "on-call"},
+            "spec": {"type": "slack", "secretRef": {"name": "slack-url"}}
+        }))
+        .await;
+    // The same Canary, with an alert for errors.
+    let stored = release
+        .ns
+        .get("sluice.dev/v1alpha1", "Canary", "podinfo")
+        .await;
+    let mut spec = stored["spec"].clone();
+    spec["analysis"]["alerts"] =
+        json!([{"name": "on-call", "severity": "error", "providerRef": {"name": "on-call"}}]);
+    release
+        .ns
+        .apply(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Canary",
+            "metadata": {"name": "podinfo"},
+            "spec": spec
+        }))
+        .await;
+    let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    release.wait_initialized().await;
+    release.new_image("podinfo:1.1.0").await;
+    release.follow_until_done(RELEASE_LIMIT).await;
+    let status = release.status().await;
+    assert_eq!(status["phase"], "Failed", "{}", release.describe().await);
+    eventually("the rollback's alert", Duration::from_secs(30), || async {
+        !server.seen().is_empty()
+    })
+    .await;
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].path, "/ok/services/T0/B0/SECRET");
+    let text = seen[0].body["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(" rolled back: error-rate: errors: canary ")
+            && first.contains(" vs primary "),
+        "{first}"
+    );
+    assert!(first.contains("e-value"), "{first}");
+    assert!(seen[0].body["blocks"].is_array(), "{}", seen[0].body);
+    let described = release.describe().await;
+    // Event notes, and the last lines of the controller's log.
+    assert!(
+        described.contains("rolled-back alert sent to AlertProvider"),
+        "{described}"
+    );
+    assert!(!described.contains("SECRET"), "{described}");
     release.stop().await;
 }
 
