@@ -18,6 +18,7 @@
 
 #[path = "support/cluster.rs"]
 mod harness;
+mod receiver;
 
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,11 @@ fn is_subsequence(part: &[u32], whole: &[u32]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crds_are_accepted_and_cel_rules_refuse_bad_canaries() {
     let ns = TestNamespace::new("crds").await;
-    for crd in ["canaries.sluice.dev", "metrictemplates.sluice.dev"] {
+    for crd in [
+        "canaries.sluice.dev",
+        "metrictemplates.sluice.dev",
+        "alertproviders.sluice.dev",
+    ] {
         let conditions = ns.crd_conditions(crd).await;
         assert_eq!(
             conditions.get("Established").map(String::as_str),
@@ -86,6 +91,12 @@ async fn crds_are_accepted_and_cel_rules_refuse_bad_canaries() {
     // The example Canary and the demo's are accepted as they are.
     ns.apply_file("examples/canary.yaml").await;
     ns.apply_file("e2e/canary.yaml").await;
+    // And a Flagger-shaped AlertProvider.
+    ns.apply_file("examples/alert-provider.yaml").await;
+    let provider = ns
+        .get("sluice.dev/v1alpha1", "AlertProvider", "on-call")
+        .await;
+    assert_eq!(provider["spec"]["type"], "slack", "{provider}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,6 +212,89 @@ async fn a_failing_canary_is_rolled_back_for_the_traffic_it_served() {
         release.ns.get("apps/v1", "Deployment", "podinfo").await["spec"]["replicas"],
         0
     );
+    release.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_through_istio_splits_real_traffic_and_its_rollback_alerts_slack_with_the_cause()
+{
+    let server = receiver::Server::start().await;
+    // The gateway follows the VirtualService the Istio router writes, as Istio's proxies would.
+    let release = Release::start_edited("istio", Scenario::Errors, &|canary| {
+        canary["spec"]["provider"] = json!("istio");
+        canary["spec"]["analysis"]["alerts"] =
+            json!([{"name": "on-call", "severity": "error", "providerRef": {"name": "on-call"}}]);
+    })
+    .await;
+    release
+        .ns
+        .apply(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "slack-url"},
+            "stringData": {"address": server.url("/ok/services/T0/B0/SECRET")}
+        }))
+        .await;
+    release
+        .ns
+        .apply(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "AlertProvider",
+            "metadata": {"name": "on-call"},
+            "spec": {"type": "slack", "secretRef": {"name": "slack-url"}}
+        }))
+        .await;
+    let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    release.wait_initialized().await;
+    assert!(
+        release
+            .ns
+            .get_opt("gateway.networking.k8s.io/v1", "HTTPRoute", "podinfo")
+            .await
+            .is_none(),
+        "the Istio router writes no HTTPRoute"
+    );
+    release.new_image("podinfo:1.1.0").await;
+    let weights = release.follow_until_done(RELEASE_LIMIT).await;
+    eprintln!("istio rollback: VirtualService weights {weights:?}");
+    let status = release.status().await;
+    assert_eq!(status["phase"], "Failed", "{}", release.describe().await);
+    assert!(weights.len() >= 3 && weights[1] == 10, "{weights:?}");
+    assert_eq!(weights.last(), Some(&0));
+    let (_, canary_requests) = release.stage.router.counts();
+    assert!(canary_requests > 0, "the canary served no request");
+    let service = release
+        .ns
+        .get("networking.istio.io/v1", "VirtualService", "podinfo")
+        .await;
+    assert_eq!(
+        service["spec"]["http"][0]["route"][0]["weight"], 100,
+        "{service}"
+    );
+    eventually("the rollback's alert", Duration::from_secs(30), || async {
+        !server.seen().is_empty()
+    })
+    .await;
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].path, "/ok/services/T0/B0/SECRET");
+    let text = seen[0].body["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(" rolled back: error-rate: errors: canary ")
+            && first.contains(" vs primary "),
+        "{first}"
+    );
+    assert!(first.contains("e-value"), "{first}");
+    assert!(seen[0].body["blocks"].is_array(), "{}", seen[0].body);
+    let described = release.describe().await;
+    // Event notes, and the last lines of the controller's log.
+    assert!(
+        described.contains("rolled-back alert sent to AlertProvider"),
+        "{described}"
+    );
+    assert!(!described.contains("SECRET"), "{described}");
     release.stop().await;
 }
 
@@ -718,40 +812,4 @@ async fn the_mesh_routers_objects_are_accepted_by_the_meshes_own_crds() {
         );
         eprintln!("{kind}: {object_kind} accepted and steered");
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_through_istio_splits_real_traffic_by_the_virtual_service_and_rolls_back() {
-    let release = Release::start_edited("istio", Scenario::Errors, &|canary| {
-        canary["spec"]["provider"] = json!("istio");
-    })
-    .await;
-    let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
-    release.wait_initialized().await;
-    // No HTTPRoute: the gateway follows the VirtualService, as Istio's proxies would.
-    assert!(
-        release
-            .ns
-            .get_opt("gateway.networking.k8s.io/v1", "HTTPRoute", "podinfo")
-            .await
-            .is_none()
-    );
-    release.new_image("podinfo:1.1.0").await;
-    let weights = release.follow_until_done(RELEASE_LIMIT).await;
-    eprintln!("istio rollback: VirtualService weights {weights:?}");
-    let status = release.status().await;
-    assert_eq!(status["phase"], "Failed", "{}", release.describe().await);
-    assert!(weights.len() >= 3 && weights[1] == 10, "{weights:?}");
-    assert_eq!(weights.last(), Some(&0));
-    let (_, canary_requests) = release.stage.router.counts();
-    assert!(canary_requests > 0, "the canary served no request");
-    let service = release
-        .ns
-        .get("networking.istio.io/v1", "VirtualService", "podinfo")
-        .await;
-    assert_eq!(
-        service["spec"]["http"][0]["route"][0]["weight"], 100,
-        "{service}"
-    );
-    release.stop().await;
 }

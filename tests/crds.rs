@@ -14,7 +14,12 @@ fn crds_match_the_types() {
         generated == committed,
         "crds/sluice.yaml is out of date: run `cargo run -- crd > crds/sluice.yaml`"
     );
-    for kind in ["kind: Canary", "kind: MetricTemplate", "group: sluice.dev"] {
+    for kind in [
+        "kind: Canary",
+        "kind: MetricTemplate",
+        "kind: AlertProvider",
+        "group: sluice.dev",
+    ] {
         assert!(generated.contains(kind), "missing {kind}");
     }
 }

@@ -3,13 +3,18 @@
 //! The cluster is persisted to a file and reopened before every reconcile, as if the controller
 //! restarted at every step.
 
+mod receiver;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+use receiver::Server;
 
 use serde_json::{Value, json};
 use sluice_controller::cluster::memory::MemoryCluster;
 use sluice_controller::cluster::{Cluster, ObjectRef};
 use sluice_controller::hooks::Hooks;
+use sluice_controller::notify::alerts::{AlertOptions, Alerts};
 use sluice_controller::observer::Observer;
 use sluice_controller::providers::BoxFuture;
 use sluice_controller::reconcile::{Context, load_canary, reconcile};
@@ -128,6 +133,33 @@ struct Trail {
 /// Reconciles until the phase is one of `until` (after having left it), reopening the cluster
 /// from `file` every time.
 fn run(file: &Path, observer: Arc<dyn Observer>, start: i64, until: &[Phase], max: usize) -> Trail {
+    run_with(file, observer, start, until, max, None)
+}
+
+/// `run`, with the alerts of `analysis.alerts` sent by each of these short-lived controllers
+/// before it stops.
+fn run_alerting(
+    file: &Path,
+    observer: Arc<dyn Observer>,
+    start: i64,
+    until: &[Phase],
+    max: usize,
+) -> Trail {
+    let options = AlertOptions {
+        backoff: std::time::Duration::from_millis(20),
+        ..AlertOptions::default()
+    };
+    run_with(file, observer, start, until, max, Some(&options))
+}
+
+fn run_with(
+    file: &Path,
+    observer: Arc<dyn Observer>,
+    start: i64,
+    until: &[Phase],
+    max: usize,
+    alerts: Option<&AlertOptions>,
+) -> Trail {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut trail = Trail {
         phases: Vec::new(),
@@ -138,11 +170,25 @@ fn run(file: &Path, observer: Arc<dyn Observer>, start: i64, until: &[Phase], ma
     for _ in 0..max {
         let cluster = Arc::new(MemoryCluster::persisted(file.to_path_buf()).unwrap());
         cluster.set_now(trail.now);
-        let ctx = Context::new(cluster.clone(), observer.clone(), Hooks::new().unwrap());
-        let canary = block(load_canary(cluster.as_ref(), "test", "podinfo"))
-            .unwrap()
-            .unwrap();
-        let outcome = block(reconcile(&ctx, &canary, trail.now)).unwrap();
+        let outcome = block(async {
+            let hooks = Hooks::new().unwrap();
+            let alerts = alerts.map(|o| Alerts::start(cluster.clone(), hooks.client(), o.clone()));
+            let mut ctx = Context::new(cluster.clone(), observer.clone(), hooks);
+            if let Some(alerts) = &alerts {
+                ctx = ctx.with_notifier(alerts.clone());
+            }
+            let canary = load_canary(cluster.as_ref(), "test", "podinfo")
+                .await
+                .unwrap()
+                .unwrap();
+            let outcome = reconcile(&ctx, &canary, trail.now).await.unwrap();
+            if let Some(alerts) = &alerts {
+                tokio::time::timeout(std::time::Duration::from_secs(10), alerts.settled())
+                    .await
+                    .expect("the alerts outlived the test's bound");
+            }
+            outcome
+        });
         let status = outcome.decision.status;
         trail
             .phases
@@ -289,25 +335,14 @@ fn a_full_release_and_a_rollback() {
     // Another image, failing: rolled back at the first analysis, traffic back to the primary.
     block(cluster.apply(target("podinfo:6.0.2"))).unwrap();
     drop(cluster);
-    let failing = Arc::new(Scripted {
-        canary_errors: 90,
-        asked: Mutex::new(0),
-    });
     let rollback = run(
         &file,
-        failing,
+        failing(),
         release.now,
         &[Phase::Succeeded, Phase::Failed],
         30,
     );
-    assert_eq!(
-        dedup(&rollback.phases),
-        [
-            (Phase::Progressing, 0),
-            (Phase::Progressing, 10),
-            (Phase::Failed, 0)
-        ]
-    );
+    assert_eq!(dedup(&rollback.phases), ROLLED_BACK_AT_ONCE);
     assert_eq!(rollback.routes, [(90, 10), (100, 0)]);
     let cluster = MemoryCluster::persisted(file).unwrap();
     let primary = block(cluster.get(&ObjectRef::new(
@@ -365,6 +400,27 @@ fn healthy() -> Arc<Scripted> {
         asked: Mutex::new(0),
     })
 }
+
+/// 15% errors on the canary against 1% on the primary.
+fn failing() -> Arc<Scripted> {
+    Arc::new(Scripted {
+        canary_errors: 90,
+        asked: Mutex::new(0),
+    })
+}
+
+/// A new image for the target: a new revision, which starts a release.
+fn new_image(file: &Path, image: &str) {
+    let cluster = MemoryCluster::persisted(file.to_path_buf()).unwrap();
+    block(cluster.apply(target(image))).unwrap();
+}
+
+/// The trail of a release rolled back at its first analysis.
+const ROLLED_BACK_AT_ONCE: [(Phase, u32); 3] = [
+    (Phase::Progressing, 0),
+    (Phase::Progressing, 10),
+    (Phase::Failed, 0),
+];
 
 #[test]
 fn a_deleted_canary_takes_what_it_made_with_it() {
@@ -498,5 +554,248 @@ fn revert_on_deletion_hands_the_traffic_back_to_the_target_before_the_canary_goe
         reasons.last().map(String::as_str),
         Some("Reverted"),
         "{reasons:?}"
+    );
+}
+
+/// The Canary of `setup` with `analysis.alerts` and webhooks added.
+fn alerting_canary(alerts: Value, webhooks: Value) -> Value {
+    let mut canary = canary();
+    canary["spec"]["analysis"]["alerts"] = alerts;
+    canary["spec"]["analysis"]["webhooks"] = webhooks;
+    canary
+}
+
+fn stored_status(file: &Path) -> sluice_core::api::CanaryStatus {
+    let cluster = MemoryCluster::persisted(file.to_path_buf()).unwrap();
+    block(load_canary(&cluster, "test", "podinfo"))
+        .unwrap()
+        .unwrap()
+        .status
+        .unwrap()
+}
+
+/// A release about to start (initialized, then a new image). `make` gives, for the receiver,
+/// the objects to add (AlertProviders, Secrets) and the Canary's `analysis.alerts` and
+/// `webhooks`. The receiver serves from a runtime of its own, across the short-lived
+/// controllers.
+struct Alerting {
+    server: Server,
+    file: std::path::PathBuf,
+    /// When the release may start.
+    now: i64,
+    _serving: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn alerting(make: impl FnOnce(&Server) -> (Vec<Value>, Value, Value)) -> Alerting {
+    let serving = tokio::runtime::Runtime::new().unwrap();
+    let server = serving.block_on(Server::start());
+    let dir = tempfile::tempdir().unwrap();
+    let file = setup(dir.path());
+    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
+    let (objects, alerts, webhooks) = make(&server);
+    for object in objects {
+        block(cluster.apply(object)).unwrap();
+    }
+    block(cluster.apply(alerting_canary(alerts, webhooks))).unwrap();
+    drop(cluster);
+    let init = run(&file, healthy(), T0, &[Phase::Initialized], 10);
+    new_image(&file, "podinfo:6.0.1");
+    Alerting {
+        server,
+        file,
+        now: init.now,
+        _serving: serving,
+        _dir: dir,
+    }
+}
+
+fn alert_provider(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AlertProvider",
+        "metadata": {"name": name, "namespace": "test"},
+        "spec": spec
+    })
+}
+
+#[test]
+fn a_bad_canary_is_rolled_back_and_the_slack_alert_says_what_failed() {
+    let release = alerting(|server| {
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "slack-url", "namespace": "test"},
+            "stringData": {"address": server.url("/ok/services/T0SECRET/B0SECRET/XXSECRET")}
+        });
+        let provider = alert_provider(
+            "on-call",
+            json!({"type": "slack", "channel": "releases", "secretRef": {"name": "slack-url"}}),
+        );
+        let alerts =
+            json!([{"name": "on-call", "severity": "error", "providerRef": {"name": "on-call"}}]);
+        (vec![secret, provider], alerts, json!([]))
+    });
+    let (server, file) = (&release.server, &release.file);
+    let rollback = run_alerting(
+        file,
+        failing(),
+        release.now,
+        &[Phase::Succeeded, Phase::Failed],
+        30,
+    );
+    assert_eq!(dedup(&rollback.phases), ROLLED_BACK_AT_ONCE);
+    // One alert (the entry wants errors only: not the start), in Slack's format, through the
+    // Secret's address.
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].path, "/ok/services/T0SECRET/B0SECRET/XXSECRET");
+    let body = &seen[0].body;
+    let first = body["text"].as_str().unwrap().lines().next().unwrap();
+    assert!(
+        first.starts_with("podinfo.test rolled back: errors: errors: canary 15."),
+        "{first}"
+    );
+    assert!(first.contains("% (23/150) vs primary 1.0"), "{first}");
+    assert!(
+        first.contains("e-value") && first.contains("(rollback at 100)"),
+        "{first}"
+    );
+    assert_eq!(body["blocks"][0]["type"], "header");
+    assert_eq!(body["channel"], "releases");
+    assert!(
+        body.to_string()
+            .contains("kubectl get canary podinfo -n test -o yaml"),
+        "{body}"
+    );
+    let status = stored_status(file);
+    assert_eq!(status.alerts, ["started", "rolled-back"]);
+    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
+    let alert_events: Vec<String> = cluster
+        .events()
+        .into_iter()
+        .filter(|e| e.event.reason.starts_with("Alert"))
+        .map(|e| e.event.message)
+        .collect();
+    assert_eq!(
+        alert_events,
+        ["rolled-back alert sent to AlertProvider test/on-call (slack)"]
+    );
+    let written = format!(
+        "{}\n{:?}",
+        serde_json::to_string(&status).unwrap(),
+        cluster.events()
+    );
+    assert!(!written.contains("SECRET"), "{written}");
+    drop(cluster);
+
+    // Restarted controllers that look at the failed release again tell nobody again.
+    let later = run_alerting(file, failing(), rollback.now, &[], 3);
+    assert_eq!(later.phases.len(), 3);
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[test]
+fn a_closed_gate_alerts_once_however_often_the_controller_restarts() {
+    let release = alerting(|server| {
+        let provider = alert_provider(
+            "chat",
+            json!({"type": "webhook", "address": server.url("/ok/chat")}),
+        );
+        let alerts = json!([{"name": "chat", "severity": "warn", "providerRef": {"name": "chat"}}]);
+        let gate = json!([{"name": "approval", "type": "confirm-rollout", "url": server.url("/fail/gate")}]);
+        (vec![provider], alerts, gate)
+    });
+    let (server, file) = (&release.server, &release.file);
+    // Every reconcile is a new controller; the gate stays closed.
+    let waiting = run_alerting(file, healthy(), release.now, &[], 8);
+    assert_eq!(waiting.phases.last(), Some(&(Phase::Waiting, 0)));
+    let told = |server: &Server| -> Vec<String> {
+        server
+            .seen()
+            .into_iter()
+            .filter(|s| s.path == "/ok/chat")
+            .map(|s| s.body["metadata"]["alert"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(told(server), ["waiting"]);
+    let gates = server.paths().iter().filter(|p| *p == "/fail/gate").count();
+    assert!(gates >= 3, "the gate was asked {gates} times");
+    let status = stored_status(file);
+    assert_eq!(status.alerts, ["started", "waiting:confirm-rollout"]);
+
+    // The status's record is what keeps it to one: without it, the next look tells again.
+    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
+    let forgotten = sluice_core::api::CanaryStatus {
+        alerts: Vec::new(),
+        ..status
+    };
+    block(cluster.patch_status("test", "podinfo", &forgotten)).unwrap();
+    drop(cluster);
+    run_alerting(file, healthy(), waiting.now, &[], 1);
+    assert_eq!(told(server), ["waiting", "waiting"]);
+}
+
+#[test]
+fn a_slow_receiver_does_not_slow_the_rollback() {
+    let release = alerting(|server| {
+        let provider = alert_provider(
+            "slow",
+            json!({"type": "slack", "address": server.url("/slow")}),
+        );
+        let alerts = json!([{"name": "slow", "providerRef": {"name": "slow"}}]);
+        (vec![provider], alerts, json!([]))
+    });
+    let (server, file) = (&release.server, &release.file);
+
+    // One controller for the whole release; every alert waits on a receiver that takes
+    // `receiver::SLOW` to answer.
+    let observer: Arc<dyn Observer> = failing();
+    let (slowest, phase) = block(async {
+        let cluster = Arc::new(MemoryCluster::persisted(file.clone()).unwrap());
+        let hooks = Hooks::new().unwrap();
+        let alerts = Alerts::start(cluster.clone(), hooks.client(), AlertOptions::default());
+        let ctx = Context::new(cluster.clone(), observer, hooks).with_notifier(alerts.clone());
+        let mut now = release.now;
+        let mut slowest = std::time::Duration::ZERO;
+        let mut phase = Phase::Initialized;
+        for _ in 0..20 {
+            cluster.set_now(now);
+            let canary = load_canary(cluster.as_ref(), "test", "podinfo")
+                .await
+                .unwrap()
+                .unwrap();
+            let started = std::time::Instant::now();
+            let outcome = reconcile(&ctx, &canary, now).await.unwrap();
+            slowest = slowest.max(started.elapsed());
+            phase = outcome.decision.status.phase.unwrap();
+            if phase == Phase::Failed {
+                break;
+            }
+            now += outcome.decision.requeue_seconds as i64;
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(20), alerts.settled())
+            .await
+            .expect("the alerts outlived the test's bound");
+        (slowest, phase)
+    });
+    assert_eq!(phase, Phase::Failed);
+    assert!(
+        slowest < receiver::SLOW / 3,
+        "a reconcile took {slowest:?}, the receiver {:?}",
+        receiver::SLOW
+    );
+    // Both alerts arrived after all: the start and the rollback.
+    let texts: Vec<String> = server
+        .seen()
+        .iter()
+        .map(|s| s.body["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].starts_with("podinfo.test release started"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].starts_with("podinfo.test rolled back: errors:"),
+        "{texts:?}"
     );
 }

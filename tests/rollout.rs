@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use sluice_core::analysis::{Observation, Observed, RequestCounts};
 use sluice_core::api::{Canary, CanaryStatus, HookType, Phase};
 use sluice_core::rollout::{
-    Action, Decision, HookOutcome, Inputs, MANUAL_ABORT, MANUAL_PROMOTE, MANUAL_RETRY, Needs,
-    Routes, Step, Workload, World, step,
+    Action, AlertEvent, AlertKind, Decision, HookOutcome, Inputs, MANUAL_ABORT, MANUAL_PROMOTE,
+    MANUAL_RETRY, Needs, Routes, Step, Workload, World, step,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -759,4 +759,103 @@ fn an_idle_canary_is_kept_at_zero_and_an_unsupported_target_is_named() {
         d.actions[..],
         [Action::Event { warning: true, .. }]
     ));
+}
+
+fn alerts_of(decisions: &[Decision]) -> Vec<AlertEvent> {
+    decisions
+        .iter()
+        .flat_map(|d| d.actions.iter())
+        .filter_map(|a| match a {
+            Action::Alert(alert) => Some(alert.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+const ALERTING: &str = "    stepWeight: 10\n    maxWeight: 50\n    alerts:\n      - {name: on-call, providerRef: {name: slack}}";
+
+#[test]
+fn a_rollback_raises_its_alert_with_what_failed_and_by_how_much() {
+    let c = canary(ALERTING);
+    let mut w = world("rev2");
+    let d = drive(
+        &c,
+        initialized(&c),
+        &mut w,
+        &|_| failing(),
+        &BTreeMap::new(),
+        20,
+    );
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    let alerts = alerts_of(&d.decisions);
+    let kinds: Vec<AlertKind> = alerts.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, [AlertKind::Started, AlertKind::RolledBack]);
+    let reason = &alerts[1].reason;
+    assert!(
+        reason.starts_with("errors: errors: canary 5.000% (")
+            && reason.contains("vs primary 0.093% ("),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("e-value") && reason.contains("(rollback at 100)"),
+        "{reason}"
+    );
+    assert_eq!(d.status.alerts, ["started", "rolled-back"]);
+
+    // Without analysis.alerts nothing is raised and nothing recorded.
+    let quiet = canary_strategy();
+    let mut w = world("rev2");
+    let d = drive(
+        &quiet,
+        initialized(&quiet),
+        &mut w,
+        &|_| failing(),
+        &BTreeMap::new(),
+        20,
+    );
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert!(alerts_of(&d.decisions).is_empty());
+    assert!(d.status.alerts.is_empty());
+}
+
+#[test]
+fn a_closed_gate_raises_one_alert_per_release_and_a_new_release_raises_again() {
+    let c = canary(&format!(
+        "{ALERTING}\n    webhooks:\n      - {{name: approve, type: confirm-rollout, url: 'http://127.0.0.1:1/'}}"
+    ));
+    let closed = BTreeMap::from([(
+        HookType::ConfirmRollout,
+        HookOutcome::Failed {
+            hook: "approve".into(),
+            reason: "answered HTTP 403".into(),
+        },
+    )]);
+    let mut w = world("rev2");
+    let d = drive(&c, initialized(&c), &mut w, &|_| healthy(), &closed, 6);
+    assert_eq!(d.status.phase, Some(Phase::Waiting));
+    let alerts = alerts_of(&d.decisions);
+    let kinds: Vec<AlertKind> = alerts.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AlertKind::Started,
+            AlertKind::Waiting(HookType::ConfirmRollout)
+        ]
+    );
+    assert_eq!(
+        alerts[1].reason,
+        "waiting for approval from confirm-rollout hook approve: answered HTTP 403"
+    );
+    assert_eq!(d.status.alerts, ["started", "waiting:confirm-rollout"]);
+    // A new revision is a new release: its start and its gate are told again.
+    let mut w = world("rev3");
+    let again = drive(&c, d.status, &mut w, &|_| healthy(), &closed, 6);
+    let kinds: Vec<AlertKind> = alerts_of(&again.decisions).iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AlertKind::Started,
+            AlertKind::Waiting(HookType::ConfirmRollout)
+        ]
+    );
 }

@@ -93,7 +93,11 @@ fn shared() -> &'static Shared {
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(["wait", "--for", "condition=Established", "--timeout", "60s"])
-            .args(["crd/canaries.sluice.dev", "crd/metrictemplates.sluice.dev"])
+            .args([
+                "crd/canaries.sluice.dev",
+                "crd/metrictemplates.sluice.dev",
+                "crd/alertproviders.sluice.dev",
+            ])
             .args(MESH_CRDS.iter().map(|name| format!("crd/{name}"))));
         Shared {
             plane,
@@ -461,6 +465,7 @@ pub async fn allowed_requests(client: &Client, ns: &str) -> Vec<(String, Result<
     for (api_version, kind) in [
         ("sluice.dev/v1alpha1", "Canary"),
         ("sluice.dev/v1alpha1", "MetricTemplate"),
+        ("sluice.dev/v1alpha1", "AlertProvider"),
         ("apps/v1", "Deployment"),
         ("v1", "Service"),
         ("v1", "ConfigMap"),

@@ -12,10 +12,10 @@ use crate::cluster::objects::{self, ObjectError, primary_name};
 use crate::cluster::observe::observe;
 use crate::cluster::{Cause, Cluster, ClusterError, Event, ObjectRef};
 use crate::hooks::Hooks;
-use crate::notify::{Notification, Notifier};
+use crate::notify::{Happened, Notification, Notifier};
 use crate::router::{RouterError, Routers};
 use sluice_core::analysis::Observation;
-use sluice_core::api::{Canary, HookType, Phase, RouterKind};
+use sluice_core::api::{Canary, CanaryStatus, HookType, Phase, RouterKind};
 use sluice_core::rollout::{self, Action, Decision, HookOutcome, MetricsWindow};
 
 #[derive(Debug, thiserror::Error)]
@@ -127,13 +127,28 @@ pub async fn reconcile(
             }
         })?;
     let new_phase = decision.status.phase.unwrap_or(phase);
+    let done = Done {
+        phase: new_phase,
+        status: &decision.status,
+        revision: &checksum,
+    };
     for action in &decision.actions {
-        carry_out(ctx, canary, action, new_phase, &checksum).await?;
+        carry_out(ctx, canary, action, &done).await?;
     }
     if canary.status.as_ref() != Some(&decision.status) {
         ctx.cluster
             .patch_status(&namespace, &name, &decision.status)
             .await?;
+    }
+    // Alerts only now that the status recording them (`status.alerts`) is written: a reconcile
+    // that fails before the write runs its step again next time, alert included, so the alert
+    // goes once. If the process dies right here it goes not at all: a duplicate page is worse
+    // than a lost one, and the step's Event stays.
+    for action in &decision.actions {
+        if let Action::Alert(alert) = action {
+            ctx.notify(done.notification(canary, Happened::Alert(alert)))
+                .await;
+        }
     }
     Ok(Outcome {
         decision,
@@ -181,13 +196,32 @@ pub(crate) fn object_error(canary: &Canary) -> impl Fn(ObjectError) -> Reconcile
     }
 }
 
+/// Where a step left the release, for the notifications of its actions.
+struct Done<'a> {
+    phase: Phase,
+    status: &'a CanaryStatus,
+    revision: &'a str,
+}
+
+impl<'a> Done<'a> {
+    fn notification(&self, canary: &'a Canary, happened: Happened<'a>) -> Notification<'a> {
+        Notification {
+            canary,
+            happened,
+            phase: self.phase,
+            status: self.status,
+            revision: self.revision,
+        }
+    }
+}
+
 async fn carry_out(
     ctx: &Context,
     canary: &Canary,
     action: &Action,
-    phase: Phase,
-    checksum: &str,
+    done: &Done<'_>,
 ) -> Result<(), ReconcileError> {
+    let checksum = done.revision;
     let namespace = canary.namespace().unwrap_or_else(|| "default".into());
     match action {
         Action::Bootstrap => bootstrap(ctx, canary).await,
@@ -208,16 +242,12 @@ async fn carry_out(
             Ok(())
         }
         Action::Notify(kind) => {
-            ctx.notify(Notification {
-                canary,
-                kind: *kind,
-                phase,
-                revision: checksum,
-                message: None,
-            })
-            .await;
+            ctx.notify(done.notification(canary, Happened::Hook(*kind)))
+                .await;
             Ok(())
         }
+        // Told once the status is written (`reconcile`).
+        Action::Alert(_) => Ok(()),
         Action::Event {
             warning,
             reason,
@@ -236,14 +266,8 @@ async fn carry_out(
             ctx.cluster
                 .event(&namespace, &canary.name_any(), &event)
                 .await?;
-            ctx.notify(Notification {
-                canary,
-                kind: HookType::Event,
-                phase,
-                revision: checksum,
-                message: Some(message),
-            })
-            .await;
+            ctx.notify(done.notification(canary, Happened::Event(message)))
+                .await;
             Ok(())
         }
     }

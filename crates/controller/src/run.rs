@@ -25,6 +25,7 @@ use crate::cluster::apiserver::KubeCluster;
 use crate::error_chain::error_chain;
 use crate::finalize::{self, Finalized};
 use crate::hooks::Hooks;
+use crate::notify::alerts::{AlertOptions, Alerts};
 use crate::telemetry::Metrics;
 use sluice_core::api::validate::validate_canary;
 use sluice_core::api::{Canary, Phase, RouterKind};
@@ -172,8 +173,19 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         options.prometheus_address.clone(),
         options.query_timeout,
     ));
+    // The alerts share the webhooks' HTTP client, and send from a task of their own.
+    let alerts = Alerts::start(
+        cluster.clone(),
+        hooks.client(),
+        AlertOptions {
+            metrics: Some(metrics.clone()),
+            ..AlertOptions::default()
+        },
+    );
     let data = Arc::new(Data {
-        ctx: Context::new(cluster, observer, hooks).with_default_router(options.router),
+        ctx: Context::new(cluster, observer, hooks)
+            .with_default_router(options.router)
+            .with_notifier(alerts.clone()),
         metrics: metrics.clone(),
         failures: Failures::default(),
     });
@@ -249,6 +261,14 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         })
         .await;
     ready.store(false, Ordering::SeqCst);
+    // A rollback's alert raised just before SIGTERM still goes out, within a bound: the Pod's
+    // grace period is 30 s by default and the Lease is handed over after this.
+    if tokio::time::timeout(Duration::from_secs(10), alerts.settled())
+        .await
+        .is_err()
+    {
+        tracing::warn!("stopping with alerts not yet sent");
+    }
     if let Some(elector) = &elector {
         elector.release().await;
     }

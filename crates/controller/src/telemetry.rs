@@ -47,6 +47,17 @@ struct ErrorLabels {
     error: &'static str,
 }
 
+/// Per provider (a handful per cluster), provider type, kind of alert and outcome (`sent`,
+/// `failed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    provider: String,
+    /// `type`, as Flagger's and sluice's resources name it.
+    r#type: String,
+    event: String,
+    outcome: String,
+}
+
 const PHASES: [Phase; 9] = [
     Phase::Initializing,
     Phase::Initialized,
@@ -71,6 +82,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Histogram,
     leader: Gauge,
+    alerts: Family<AlertLabels, Counter>,
     /// Serialises encoding with updates of several families at once.
     lock: Mutex<()>,
 }
@@ -99,6 +111,7 @@ impl Metrics {
         // bounded by --query-timeout.
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 13));
         let leader = Gauge::default();
+        let alerts = Family::<AlertLabels, Counter>::default();
         registry.register(
             "canary_phase",
             "1 for the phase each Canary is in",
@@ -141,6 +154,11 @@ impl Metrics {
             "1 while this replica holds the leader lease",
             leader.clone(),
         );
+        registry.register(
+            "alerts",
+            "Alerts sent or failed, by provider, provider type, event and outcome",
+            alerts.clone(),
+        );
         Self {
             registry,
             phase,
@@ -153,6 +171,7 @@ impl Metrics {
             errors,
             reconcile_duration,
             leader,
+            alerts,
             lock: Mutex::new(()),
         }
     }
@@ -242,6 +261,19 @@ impl Metrics {
         self.reconcile_duration.observe(took.as_secs_f64());
     }
 
+    /// Counts one alert to one provider (`namespace/name`) of type `kind` (`slack`, ...;
+    /// `unknown` when the provider could not be read), `event` the alert's kind, `outcome`
+    /// `sent` or `failed`.
+    pub fn record_alert(&self, provider: &str, kind: &str, event: &str, outcome: &str) {
+        let labels = AlertLabels {
+            provider: provider.into(),
+            r#type: kind.into(),
+            event: event.into(),
+            outcome: outcome.into(),
+        };
+        self.alerts.get_or_create(&labels).inc();
+    }
+
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
     }
@@ -319,6 +351,23 @@ mod tests {
         assert!(
             m.encode()
                 .contains(r#"sluice_releases_total{outcome="succeeded"} 1"#)
+        );
+    }
+
+    #[test]
+    fn counts_alerts_by_provider_type_event_and_outcome() {
+        let m = Metrics::new();
+        m.record_alert("test/on-call", "slack", "rolled-back", "sent");
+        m.record_alert("test/on-call", "slack", "rolled-back", "sent");
+        m.record_alert("test/chat", "unknown", "started", "failed");
+        let text = m.encode();
+        assert!(
+            text.contains(r#"sluice_alerts_total{provider="test/on-call",type="slack",event="rolled-back",outcome="sent"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_alerts_total{provider="test/chat",type="unknown",event="started",outcome="failed"} 1"#),
+            "{text}"
         );
     }
 

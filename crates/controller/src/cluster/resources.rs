@@ -43,8 +43,9 @@ impl Resource {
 /// What the controller touches whatever the router: the resources users write, the target and
 /// its primary copy, the Services, the primary's copied ConfigMaps and Secrets, MetricTemplate
 /// credentials, the autoscaler (copied with the apiVersion the Canary's `autoscalerRef` names,
-/// so both served versions). The routers add theirs (`crate::router::managed_resources`).
-pub const CORE: [Resource; 8] = [
+/// so both served versions), AlertProviders (and their Secrets). The routers add theirs
+/// (`crate::router::managed_resources`).
+pub const CORE: [Resource; 9] = [
     Resource::new("apps/v1", "Deployment", "deployments"),
     Resource::new("v1", "Service", "services"),
     Resource::new("v1", "ConfigMap", "configmaps"),
@@ -61,6 +62,7 @@ pub const CORE: [Resource; 8] = [
     ),
     Resource::new("sluice.dev/v1alpha1", "Canary", "canaries"),
     Resource::new("sluice.dev/v1alpha1", "MetricTemplate", "metrictemplates"),
+    Resource::new("sluice.dev/v1alpha1", "AlertProvider", "alertproviders"),
 ];
 
 /// The resource of `object` among `known`, or an error that lists what sluice manages.

@@ -5,13 +5,14 @@
 //! has already been decided.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use kube::ResourceExt;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::error_chain::error_chain;
+use crate::http::Post;
 use sluice_core::api::{Canary, HookType, Phase, Webhook};
 use sluice_core::rollout::HookOutcome;
 
@@ -19,12 +20,7 @@ use sluice_core::rollout::HookOutcome;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The wait before the first retry; it doubles with every further retry.
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
-/// No wait between retries grows past this, so a hook with many retries still ends.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// How much of a failing answer's body goes into the reason: enough for a receiver's message,
-/// not so much that an HTML error page floods the Canary's status.
-const BODY_EXCERPT_CHARS: usize = 200;
+pub use crate::http::MAX_BACKOFF;
 
 /// Why `Hooks` could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -48,34 +44,12 @@ pub struct Hooks {
 
 /// The body Flagger POSTs to every webhook; receivers written for Flagger read these names.
 #[derive(Serialize)]
-struct Payload<'a> {
-    name: &'a str,
-    namespace: &'a str,
-    phase: Phase,
-    checksum: &'a str,
-    metadata: BTreeMap<String, String>,
-}
-
-/// Why one attempt failed, kept apart from its wording so that retries can say how many there
-/// were.
-enum AttemptError {
-    Status(String),
-    Timeout(Duration, String),
-    Connect(String),
-    Other(String),
-}
-
-impl std::fmt::Display for AttemptError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AttemptError::Status(text) => write!(f, "answered {text}"),
-            AttemptError::Timeout(limit, cause) => {
-                write!(f, "no answer within {limit:?}: {cause}")
-            }
-            AttemptError::Connect(cause) => write!(f, "cannot connect: {cause}"),
-            AttemptError::Other(cause) => write!(f, "request failed: {cause}"),
-        }
-    }
+pub(crate) struct Payload<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub phase: Phase,
+    pub checksum: &'a str,
+    pub metadata: BTreeMap<String, String>,
 }
 
 impl Hooks {
@@ -187,104 +161,32 @@ impl Hooks {
             .map(|t| t.as_duration())
             .unwrap_or(DEFAULT_TIMEOUT);
         let attempts = hook.retries.unwrap_or(0).saturating_add(1);
-        let mut wait = self.backoff;
-        let mut attempt = 1;
-        loop {
-            tracing::debug!(
-                canary = %name,
-                namespace = %namespace,
-                hook = %hook.name,
-                url = %hook.url,
-                attempt,
-                attempts,
-                "calling webhook"
-            );
-            let error = match self.attempt(&hook.url, &payload, timeout).await {
-                Ok(()) => return Ok(()),
-                Err(error) => error,
-            };
-            if attempt >= attempts {
-                let mut reason = error.to_string();
-                if attempts > 1 {
-                    let _ = write!(reason, " (after {attempts} attempts)");
-                }
-                return Err(reason);
-            }
-            tracing::debug!(
-                canary = %name,
-                hook = %hook.name,
-                attempt,
-                error = %error,
-                retry_in = ?wait,
-                "webhook attempt failed, retrying"
-            );
-            tokio::time::sleep(wait).await;
-            wait = wait.saturating_mul(2).min(MAX_BACKOFF);
-            attempt += 1;
-        }
-    }
-
-    async fn attempt(
-        &self,
-        url: &str,
-        payload: &Payload<'_>,
-        timeout: Duration,
-    ) -> Result<(), AttemptError> {
-        // The URL is left out of reasons: webhook URLs sometimes carry tokens, and reasons end
-        // up in the Canary's status and Events.
-        let classify = |e: reqwest::Error| {
-            let timed_out = e.is_timeout();
-            let connect = e.is_connect();
-            let cause = error_chain(&e.without_url());
-            if timed_out {
-                AttemptError::Timeout(timeout, cause)
-            } else if connect {
-                AttemptError::Connect(cause)
-            } else {
-                AttemptError::Other(cause)
-            }
+        tracing::debug!(
+            canary = %name,
+            namespace = %namespace,
+            hook = %hook.name,
+            url = %hook.url,
+            attempts,
+            "calling webhook"
+        );
+        let post = Post {
+            client: &self.client,
+            url: &hook.url,
+            bearer: None,
+            body: &payload,
+            timeout,
+            attempts,
+            backoff: self.backoff,
         };
-        let response = self
-            .client
-            .post(url)
-            .timeout(timeout)
-            .json(payload)
-            .send()
+        post.send()
+            .instrument(tracing::debug_span!("webhook", hook = %hook.name))
             .await
-            .map_err(classify)?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let body = body_start(response).await;
-        let body = body.trim();
-        let excerpt: String = body.chars().take(BODY_EXCERPT_CHARS).collect();
-        let mut text = format!("HTTP {status}");
-        if !excerpt.is_empty() {
-            let _ = write!(text, ": {excerpt}");
-            if excerpt.len() < body.len() {
-                text.push('…');
-            }
-        }
-        Err(AttemptError::Status(text))
     }
-}
 
-/// The first bytes of a failing answer's body, read no further than the excerpt needs: a
-/// receiver may answer an error with a large page. The body is only a hint for the reason, so a
-/// failure to read it gives what was read so far rather than hiding the status.
-async fn body_start(mut response: reqwest::Response) -> String {
-    // Four bytes per char at most, so this always holds the excerpt.
-    const LIMIT: usize = BODY_EXCERPT_CHARS * 4;
-    let mut bytes = Vec::new();
-    while bytes.len() < LIMIT {
-        match response.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
-        }
+    /// The client the webhooks use, for the other notifiers to share (one connection pool).
+    pub fn client(&self) -> reqwest::Client {
+        self.client.clone()
     }
-    bytes.truncate(LIMIT);
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn hooks_of(canary: &Canary, kind: HookType) -> impl Iterator<Item = &Webhook> {
@@ -296,14 +198,20 @@ fn hooks_of(canary: &Canary, kind: HookType) -> impl Iterator<Item = &Webhook> {
         .filter(move |hook| hook.kind == kind)
 }
 
-/// The Canary's own webhooks of the notification's kind, as a notifier.
+/// The Canary's own webhooks of the notification's kind, as a notifier. Alerts are not theirs.
 impl crate::notify::Notifier for Hooks {
     fn notify<'a>(
         &'a self,
         n: crate::notify::Notification<'a>,
     ) -> crate::providers::BoxFuture<'a, ()> {
+        use crate::notify::Happened;
+        let (kind, message) = match n.happened {
+            Happened::Hook(kind) => (kind, None),
+            Happened::Event(message) => (HookType::Event, Some(message)),
+            Happened::Alert(_) => return Box::pin(std::future::ready(())),
+        };
         Box::pin(Hooks::notify(
-            self, n.canary, n.kind, n.phase, n.revision, n.message,
+            self, n.canary, kind, n.phase, n.revision, message,
         ))
     }
 }

@@ -30,26 +30,32 @@ impl Credentials {
     /// server merges them.
     pub fn from_secret(secret: &Secret) -> Result<Self, CredentialsError> {
         let name = secret.metadata.name.clone().unwrap_or_default();
-        let value = |key: &str| -> Result<Option<String>, CredentialsError> {
-            if let Some(text) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
-                return Ok(Some(text.clone()));
-            }
-            match secret.data.as_ref().and_then(|d| d.get(key)) {
-                None => Ok(None),
-                Some(bytes) => String::from_utf8(bytes.0.clone()).map(Some).map_err(|_| {
-                    CredentialsError::NotText {
-                        secret: name.clone(),
-                        key: key.to_string(),
-                    }
-                }),
-            }
-        };
+        let value = |key: &str| secret_text(secret, key);
         if let Some(token) = value("token")? {
             return Ok(Self::Bearer(token));
         }
         match (value("username")?, value("password")?) {
             (Some(username), Some(password)) => Ok(Self::Basic { username, password }),
             _ => Err(CredentialsError::MissingKeys(name)),
+        }
+    }
+}
+
+/// The text under `key` in `secret`, or `None` when it has no such key; `stringData` wins over
+/// `data`, as the API server merges them.
+pub fn secret_text(secret: &Secret, key: &str) -> Result<Option<String>, CredentialsError> {
+    if let Some(text) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
+        return Ok(Some(text.clone()));
+    }
+    match secret.data.as_ref().and_then(|d| d.get(key)) {
+        None => Ok(None),
+        Some(bytes) => {
+            String::from_utf8(bytes.0.clone())
+                .map(Some)
+                .map_err(|_| CredentialsError::NotText {
+                    secret: secret.metadata.name.clone().unwrap_or_default(),
+                    key: key.to_string(),
+                })
         }
     }
 }

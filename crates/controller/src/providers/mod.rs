@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use credentials::{Credentials, CredentialsError};
+pub use credentials::{Credentials, CredentialsError, secret_text};
 pub use prometheus::SetupError;
 use sluice_core::api::{ProviderKind, ProviderSpec};
 

@@ -193,9 +193,15 @@ fn verdict(
     }
     if let Some(metric) = failed_guardrail {
         if evidence.failed_checks >= analysis.threshold {
+            // The value that failed last, so that the rollback says by how much.
+            let last = outcomes
+                .iter()
+                .find(|o| o.metric == metric)
+                .map(|o| format!("{}; ", o.message))
+                .unwrap_or_default();
             return Verdict::Rollback {
                 reason: format!(
-                    "{} failed checks reached the threshold of {}",
+                    "{last}{} failed checks reached the threshold of {}",
                     evidence.failed_checks, analysis.threshold
                 ),
                 metric,

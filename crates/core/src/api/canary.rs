@@ -7,6 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::alert_provider::AlertSeverity;
 use super::duration::GoDuration;
 use super::router_kind::RouterKind;
 use super::status::CanaryStatus;
@@ -448,8 +449,12 @@ impl HookType {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Alert {
     pub name: String,
+    /// The least serious alert this entry sends: info (everything), warn (approval gates,
+    /// rollbacks, inconclusive ends) or error (rollbacks and inconclusive ends); info when not
+    /// set, as in Flagger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub severity: Option<String>,
+    pub severity: Option<AlertSeverity>,
+    /// The `AlertProvider`; its namespace defaults to the Canary's.
     pub provider_ref: TemplateRef,
 }
 

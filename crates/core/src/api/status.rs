@@ -44,6 +44,11 @@ pub struct CanaryStatus {
     /// Manual actions already carried out: annotation name to the value that was handled.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub handled_actions: BTreeMap<String, String>,
+    /// The alerts raised in the current release, by key (`started`, `rolled-back`,
+    /// `waiting:confirm-rollout`, ...): written with the step that raised them, so that the same
+    /// step run again, by this controller or by a restarted one, does not raise them twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<String>,
     #[serde(flatten)]
     pub evidence: Evidence,
 }

@@ -134,6 +134,30 @@ impl Run<'_> {
         });
     }
 
+    /// Raises an alert for the Canary's `analysis.alerts`, unless it has none or this release
+    /// raised `key` already. The key goes into the status that this step writes, so that a step
+    /// run again does not raise it twice.
+    fn alert(&mut self, kind: AlertKind, key: &str, reason: &str) {
+        if self.spec.analysis.alerts.is_empty() || self.status.alerts.iter().any(|k| k == key) {
+            return;
+        }
+        self.status.alerts.push(key.to_string());
+        self.actions.push(Action::Alert(AlertEvent {
+            kind,
+            key: key.to_string(),
+            reason: reason.to_string(),
+        }));
+    }
+
+    /// A gate that said no: one alert per gate (and per weight it holds) and release.
+    fn alert_waiting(&mut self, gate: HookType, message: &str) {
+        let mut key = format!("waiting:{}", hook_name(gate));
+        if gate == HookType::ConfirmTrafficIncrease {
+            key.push_str(&format!("@{}", self.status.canary_weight));
+        }
+        self.alert(AlertKind::Waiting(gate), &key, message);
+    }
+
     fn set_phase(&mut self, phase: Phase) {
         if self.status.phase != Some(phase) {
             self.status.phase = Some(phase);
@@ -269,6 +293,8 @@ impl Run<'_> {
         self.status.last_analysis_time = None;
         self.status.last_check_time = None;
         self.set_condition("Unknown", "Progressing", "release started");
+        // A new release: what the last one raised may be raised again.
+        self.status.alerts.clear();
         self.actions.push(Action::SetRoutes(Routes::all_primary()));
         self.actions
             .push(Action::ScaleTarget(self.primary_replicas()));
@@ -278,6 +304,7 @@ impl Run<'_> {
         );
         self.status.message = Some(message.clone());
         self.event(false, "Synced", &message);
+        self.alert(AlertKind::Started, AlertKind::Started.name(), &message);
         self.requeue = READINESS_POLL.min(self.requeue);
     }
 
@@ -336,9 +363,10 @@ impl Run<'_> {
             None => return,
             Some(HookOutcome::Failed { hook, reason }) => {
                 self.set_phase(Phase::Waiting);
-                self.status.message = Some(format!(
-                    "waiting for approval from confirm-rollout hook {hook}: {reason}"
-                ));
+                let message =
+                    format!("waiting for approval from confirm-rollout hook {hook}: {reason}");
+                self.alert_waiting(HookType::ConfirmRollout, &message);
+                self.status.message = Some(message);
                 return;
             }
             Some(HookOutcome::Passed) => {}
@@ -561,9 +589,11 @@ impl Run<'_> {
                     match self.hook(HookType::ConfirmTrafficIncrease) {
                         None => {}
                         Some(HookOutcome::Failed { hook, reason }) => {
-                            self.status.message = Some(format!(
+                            let message = format!(
                                 "waiting for approval from confirm-traffic-increase hook {hook}: {reason}"
-                            ));
+                            );
+                            self.alert_waiting(HookType::ConfirmTrafficIncrease, &message);
+                            self.status.message = Some(message);
                         }
                         Some(HookOutcome::Passed) => {
                             self.status.last_step_time = Some(rfc3339(self.now));
@@ -597,9 +627,10 @@ impl Run<'_> {
             None => {}
             Some(HookOutcome::Failed { hook, reason }) => {
                 self.set_phase(Phase::WaitingPromotion);
-                self.status.message = Some(format!(
-                    "waiting for approval from confirm-promotion hook {hook}: {reason}"
-                ));
+                let message =
+                    format!("waiting for approval from confirm-promotion hook {hook}: {reason}");
+                self.alert_waiting(HookType::ConfirmPromotion, &message);
+                self.status.message = Some(message);
             }
             Some(HookOutcome::Passed) => self.promote(),
         }
@@ -644,6 +675,7 @@ impl Run<'_> {
                     self.status.message = Some(text.clone());
                     self.set_condition("False", "Failed", &text);
                     self.event(true, "Synced", &text);
+                    self.alert(AlertKind::RolledBack, AlertKind::RolledBack.name(), &text);
                 } else {
                     self.status.message =
                         Some(format!("waiting for the primary to roll out: {message}"));
@@ -695,6 +727,7 @@ impl Run<'_> {
         self.set_condition("True", "Succeeded", &message);
         self.actions.push(Action::Notify(HookType::PostRollout));
         self.event(false, "Synced", &message);
+        self.alert(AlertKind::Promoted, AlertKind::Promoted.name(), &message);
     }
 
     fn rollback(&mut self, reason: &str) {
@@ -711,5 +744,19 @@ impl Run<'_> {
         self.set_condition("False", code, &message);
         self.actions.push(Action::Notify(HookType::Rollback));
         self.event(true, "Synced", &message);
+        let kind = if code == INCONCLUSIVE {
+            AlertKind::Inconclusive
+        } else {
+            AlertKind::RolledBack
+        };
+        self.alert(kind, kind.name(), reason);
     }
+}
+
+/// A hook type as the Canary spells it (`confirm-rollout`, ...).
+fn hook_name(kind: HookType) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{kind:?}"))
 }

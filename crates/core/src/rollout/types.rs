@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::analysis::Observation;
-use crate::api::{CanaryStatus, HookType};
+use crate::api::{AlertSeverity, CanaryStatus, HookType};
 
 /// A Deployment as the rollout sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -141,6 +141,61 @@ pub enum Action {
         reason: String,
         message: String,
     },
+    /// Tell the Canary's `analysis.alerts`; raised only when it has some, and once per key per
+    /// release (`status.alerts`).
+    Alert(AlertEvent),
+}
+
+/// What an alert is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertKind {
+    /// A release started (a new revision, or a retry).
+    Started,
+    /// An approval gate (confirm-rollout, confirm-traffic-increase, confirm-promotion) said no:
+    /// the release waits for it.
+    Waiting(HookType),
+    /// The canary was promoted and the primary runs it.
+    Promoted,
+    /// The release was rolled back.
+    RolledBack,
+    /// The release ended without a verdict (no data until the deadline) and was rolled back.
+    Inconclusive,
+}
+
+impl AlertKind {
+    /// Flagger's severities for the same moments: a rollback is an error, a gate a warning.
+    pub fn severity(self) -> AlertSeverity {
+        match self {
+            AlertKind::Started | AlertKind::Promoted => AlertSeverity::Info,
+            AlertKind::Waiting(_) => AlertSeverity::Warn,
+            AlertKind::RolledBack | AlertKind::Inconclusive => AlertSeverity::Error,
+        }
+    }
+
+    /// The kind in words that fit a label: `started`, `waiting`, `promoted`, `rolled-back`,
+    /// `inconclusive`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertKind::Started => "started",
+            AlertKind::Waiting(_) => "waiting",
+            AlertKind::Promoted => "promoted",
+            AlertKind::RolledBack => "rolled-back",
+            AlertKind::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// One alert: what happened and why, in the words of the status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertEvent {
+    pub kind: AlertKind,
+    /// Its key in `status.alerts`: the kind's name, with the gate (and the weight it holds) for
+    /// `Waiting`.
+    pub key: String,
+    /// For a rollback, what failed and by how much (the metric, canary against primary, the
+    /// effect and its interval, the e-value against its line; or the guardrail, the deadline,
+    /// the hook, the abort); for the others what the status says.
+    pub reason: String,
 }
 
 /// The result of one step: what to do, the new status, and when to look again.
