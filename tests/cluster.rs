@@ -140,9 +140,23 @@ async fn a_release_steps_the_httproute_and_is_promoted() {
         release.ns.get("apps/v1", "Deployment", "podinfo").await["spec"]["replicas"],
         0
     );
+    let (health, _) = harness::argocd_health(&release.canary().await);
+    assert_eq!(health, "Healthy");
 
     let started = Instant::now();
     release.new_image("podinfo:1.1.0").await;
+    release
+        .wait_status(Duration::from_secs(60), |s| s["phase"] == "Progressing")
+        .await;
+    // What GitOps tools wait on, mid-release: kstatus's Reconciling, Argo CD's Progressing.
+    let canary = release.canary().await;
+    assert_eq!(
+        condition(&canary, "Reconciling"),
+        Some("True".into()),
+        "{canary}"
+    );
+    let (health, message) = harness::argocd_health(&canary);
+    assert_eq!(health, "Progressing", "{message}");
     let weights = release.follow_until_done(RELEASE_LIMIT).await;
     let took = started.elapsed();
     eprintln!("promotion: HTTPRoute weights {weights:?} in {took:.0?}");
@@ -152,7 +166,17 @@ async fn a_release_steps_the_httproute_and_is_promoted() {
         "{}",
         release.describe().await
     );
-    assert_eq!(weights, PROMOTED, "{}", release.describe().await);
+    // Every weight the gateway applied, from before the mid-release look.
+    assert_eq!(release.weights(), PROMOTED, "{}", release.describe().await);
+    let canary = release.canary().await;
+    assert_eq!(condition(&canary, "Ready"), Some("True".into()), "{canary}");
+    assert_eq!(condition(&canary, "Reconciling"), None, "{canary}");
+    assert_eq!(
+        canary["status"]["observedGeneration"], canary["metadata"]["generation"],
+        "{canary}"
+    );
+    let (health, message) = harness::argocd_health(&canary);
+    assert_eq!(health, "Healthy", "{message}");
     let primary = release
         .ns
         .get("apps/v1", "Deployment", "podinfo-primary")
@@ -200,6 +224,19 @@ async fn a_failing_canary_is_rolled_back_for_the_traffic_it_served() {
         .map(|c| c["message"].to_string())
         .unwrap_or_default();
     assert!(message.contains("error-rate"), "the cause: {message}");
+    // A rollback fails what waits on the Canary: kstatus's Stalled, Argo CD's Degraded.
+    let canary = release.canary().await;
+    assert_eq!(
+        condition(&canary, "Stalled"),
+        Some("True".into()),
+        "{canary}"
+    );
+    let (health, why) = harness::argocd_health(&canary);
+    assert_eq!(health, "Degraded", "{why}");
+    assert!(
+        why.starts_with("RolledBack: ") && why.contains("error-rate"),
+        "{why}"
+    );
     let primary = release
         .ns
         .get("apps/v1", "Deployment", "podinfo-primary")
@@ -812,4 +849,14 @@ async fn the_mesh_routers_objects_are_accepted_by_the_meshes_own_crds() {
         );
         eprintln!("{kind}: {object_kind} accepted and steered");
     }
+}
+
+/// The status of the Canary's condition of `kind`, if it has one.
+fn condition(canary: &serde_json::Value, kind: &str) -> Option<String> {
+    canary["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+        .and_then(|c| c["status"].as_str())
+        .map(str::to_string)
 }

@@ -776,10 +776,17 @@ async fn bootstrap_of_a_fresh_canary() {
             {"name": "podinfo-canary", "port": 9898, "weight": 0}
         ])
     );
+    // kstatus's conditions for the Canary's generation, beside Flagger's fields.
+    let condition = |kind: &str, status: &str| {
+        json!({"type": kind, "status": status, "reason": "Initializing",
+               "message": "creating podinfo-primary", "lastTransitionTime": rfc3339(T0)})
+    };
     let status = json!({
         "phase": "Initializing", "canaryWeight": 0, "iterations": 0,
         "lastTransitionTime": rfc3339(T0),
         "message": "creating podinfo-primary",
+        "conditions": [condition("Ready", "False"), condition("Reconciling", "True")],
+        "observedGeneration": 1,
         "analysedIntervals": 0, "failedChecks": 0
     });
     let primary_missing = || {

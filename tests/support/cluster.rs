@@ -1165,3 +1165,50 @@ fn deployment(image: &str, with_config: bool) -> Value {
         }
     })
 }
+
+/// A JSON value as a Lua table constructor, the way Argo CD hands a resource to a health script.
+fn lua(value: &Value) -> String {
+    match value {
+        Value::Null => "nil".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        // Rust's escapes (\n, \", \\, \u{..}) are Lua 5.4's.
+        Value::String(text) => format!("{text:?}"),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(lua).collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        Value::Object(map) => {
+            let fields: Vec<String> = map
+                .iter()
+                .map(|(key, value)| format!("[{key:?}] = {}", lua(value)))
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+    }
+}
+
+/// What `docs/argocd-health.lua` says of `object` (a Canary as the API server returns it), run
+/// by a real Lua 5.4 as Argo CD runs it: (status, message).
+pub fn argocd_health(object: &Value) -> (String, String) {
+    let script = root().join("docs/argocd-health.lua");
+    let program = format!(
+        "obj = {}\nlocal hs = dofile({:?})\nprint(hs.status)\nprint(hs.message)",
+        lua(object),
+        script.display().to_string()
+    );
+    let output = Command::new("lua5.4")
+        .args(["-e", &program])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("lua5.4 (Debian's package lua5.4, installed by .ci/run): {e}"));
+    assert!(
+        output.status.success(),
+        "the health script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines = text.lines();
+    let status = lines.next().unwrap_or_default().to_string();
+    (status, lines.collect::<Vec<_>>().join("\n"))
+}

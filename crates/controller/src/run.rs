@@ -511,16 +511,23 @@ async fn reconcile_once(
     }
     if let Err(errors) = validate_canary(&canary) {
         // Nothing is changed in the cluster for an invalid Canary; the status says what to fix.
-        let mut status = canary.status.clone().unwrap_or_default();
+        let old = canary.status.clone().unwrap_or_default();
         let message = errors.to_string();
-        if status.message.as_deref() != Some(message.as_str()) {
-            let event = crate::cluster::Event {
-                warning: true,
-                reason: "InvalidSpec".into(),
-                message: message.clone(),
-            };
-            data.ctx.cluster.event(namespace, name, &event).await?;
-            status.message = Some(message);
+        let mut status = old.clone();
+        status.set_invalid(
+            &message,
+            canary.metadata.generation,
+            &sluice_core::time::rfc3339(now()),
+        );
+        if status != old {
+            if old.message.as_deref() != Some(message.as_str()) {
+                let event = crate::cluster::Event {
+                    warning: true,
+                    reason: sluice_core::api::INVALID_SPEC.into(),
+                    message: message.clone(),
+                };
+                data.ctx.cluster.event(namespace, name, &event).await?;
+            }
             data.ctx
                 .cluster
                 .patch_status(namespace, name, &status)

@@ -25,6 +25,7 @@ pub async fn observe(cluster: &dyn Cluster, canary: &Canary) -> Result<World, Cl
     if target_ref.kind != "Deployment" {
         return Ok(World {
             unsupported_kind: Some(target_ref.kind.clone()),
+            generation: canary.metadata.generation,
             ..World::default()
         });
     }
@@ -40,6 +41,7 @@ pub async fn observe(cluster: &dyn Cluster, canary: &Canary) -> Result<World, Cl
             .filter(|(name, _)| name.starts_with(CONTROL_PREFIX))
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect(),
+        generation: canary.metadata.generation,
         ..World::default()
     };
 

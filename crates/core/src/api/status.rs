@@ -49,15 +49,32 @@ pub struct CanaryStatus {
     /// step run again, by this controller or by a restarted one, does not raise them twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<String>,
+    /// The Canary's `metadata.generation` this status was written for: tools that wait on
+    /// resources (kstatus, Flux's `wait: true`, Argo CD) treat a status older than the spec as
+    /// still in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
     #[serde(flatten)]
     pub evidence: Evidence,
 }
 
-/// The type of the one condition sluice keeps: whether the release was promoted.
+/// The type of Flagger's condition: whether the release was promoted.
 pub const PROMOTED: &str = "Promoted";
 /// The reasons of the `Promoted` condition when a release ends without promotion.
 pub const FAILED: &str = "Failed";
 pub const INCONCLUSIVE: &str = "Inconclusive";
+
+/// kstatus's conditions, for GitOps tools that wait on a Canary: `Ready` (always there: True
+/// when nothing is under way and the last release did not fail), `Reconciling` (True while a
+/// release is in flight, absent otherwise) and `Stalled` (True after a rollback, an inconclusive
+/// end or an invalid spec, absent otherwise).
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+/// The reasons of `Ready` and `Stalled` for a Canary whose spec sluice refuses.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// The reason of `Stalled` after a rollback.
+pub const ROLLED_BACK: &str = "RolledBack";
 
 /// How a release ended, or is bound to end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,9 +113,73 @@ impl CanaryStatus {
     pub fn ended(&self) -> bool {
         matches!(self.phase, Some(Phase::Succeeded | Phase::Failed))
     }
+
+    /// Sets `Ready`, `Reconciling` and `Stalled` from the phase, for `generation` of the spec, at
+    /// `now` (RFC 3339; a condition's transition time changes only when its status does).
+    pub fn set_health(&mut self, generation: Option<i64>, now: &str) {
+        let phase = self.phase.unwrap_or(Phase::Initializing);
+        let reason = format!("{phase:?}");
+        let message = self.message.clone().unwrap_or_default();
+        self.observed_generation = generation.or(self.observed_generation);
+        match phase {
+            Phase::Initialized | Phase::Succeeded => {
+                self.put_condition(READY, "True", &reason, &message, now);
+                self.remove_condition(RECONCILING);
+                self.remove_condition(STALLED);
+            }
+            Phase::Failed => {
+                let why = match self.verdict() {
+                    Some(ReleaseVerdict::Inconclusive) => INCONCLUSIVE,
+                    _ => ROLLED_BACK,
+                };
+                self.put_condition(READY, "False", why, &message, now);
+                self.remove_condition(RECONCILING);
+                self.put_condition(STALLED, "True", why, &message, now);
+            }
+            _ => {
+                self.put_condition(READY, "False", &reason, &message, now);
+                self.put_condition(RECONCILING, "True", &reason, &message, now);
+                self.remove_condition(STALLED);
+            }
+        }
+    }
+
+    /// A spec sluice refuses: not ready, stalled until the spec changes, with what to fix.
+    pub fn set_invalid(&mut self, message: &str, generation: Option<i64>, now: &str) {
+        self.message = Some(message.to_string());
+        self.observed_generation = generation.or(self.observed_generation);
+        self.put_condition(READY, "False", INVALID_SPEC, message, now);
+        self.remove_condition(RECONCILING);
+        self.put_condition(STALLED, "True", INVALID_SPEC, message, now);
+    }
+
+    fn put_condition(&mut self, kind: &str, status: &str, reason: &str, message: &str, now: &str) {
+        match self.conditions.iter_mut().find(|c| c.kind == kind) {
+            Some(c) => {
+                if c.status != status {
+                    c.last_transition_time = now.to_string();
+                }
+                c.status = status.into();
+                c.reason = reason.into();
+                c.message = message.into();
+            }
+            None => self.conditions.push(Condition {
+                kind: kind.into(),
+                status: status.into(),
+                reason: reason.into(),
+                message: message.into(),
+                last_transition_time: now.to_string(),
+            }),
+        }
+    }
+
+    fn remove_condition(&mut self, kind: &str) {
+        self.conditions.retain(|c| c.kind != kind);
+    }
 }
 
-/// A Kubernetes-style condition; sluice keeps one, of type `Promoted`.
+/// A Kubernetes-style condition: `Promoted` (Flagger's), and kstatus's `Ready`, `Reconciling`
+/// and `Stalled`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
@@ -297,5 +378,62 @@ mod tests {
             Some(ReleaseVerdict::Inconclusive)
         );
         assert!(status(Phase::Failed, INCONCLUSIVE).ended());
+    }
+
+    fn condition<'a>(status: &'a CanaryStatus, kind: &str) -> Option<(&'a str, &'a str)> {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.kind == kind)
+            .map(|c| (c.status.as_str(), c.reason.as_str()))
+    }
+
+    /// What kstatus (Flux's `wait: true`) reads: in progress, current, or failed.
+    #[test]
+    fn health_conditions_follow_the_phase_as_kstatus_reads_them() {
+        let mut s = status(Phase::Progressing, FAILED);
+        s.set_health(Some(3), "2026-01-01T00:00:00Z");
+        assert_eq!(condition(&s, READY), Some(("False", "Progressing")));
+        assert_eq!(condition(&s, RECONCILING), Some(("True", "Progressing")));
+        assert_eq!(condition(&s, STALLED), None);
+        assert_eq!(s.observed_generation, Some(3));
+
+        s.phase = Some(Phase::Succeeded);
+        s.set_health(Some(3), "2026-01-01T00:01:00Z");
+        assert_eq!(condition(&s, READY), Some(("True", "Succeeded")));
+        assert_eq!(condition(&s, RECONCILING), None);
+        let ready = s.conditions.iter().find(|c| c.kind == READY).unwrap();
+        assert_eq!(ready.last_transition_time, "2026-01-01T00:01:00Z");
+        // The same status again: the transition time stays.
+        s.set_health(Some(3), "2026-01-01T00:02:00Z");
+        let ready = s.conditions.iter().find(|c| c.kind == READY).unwrap();
+        assert_eq!(ready.last_transition_time, "2026-01-01T00:01:00Z");
+
+        let mut failed = status(Phase::Failed, FAILED);
+        failed.set_health(Some(4), "2026-01-01T00:00:00Z");
+        assert_eq!(condition(&failed, STALLED), Some(("True", ROLLED_BACK)));
+        assert_eq!(condition(&failed, READY), Some(("False", ROLLED_BACK)));
+        let mut inconclusive = status(Phase::Failed, INCONCLUSIVE);
+        inconclusive.set_health(None, "2026-01-01T00:00:00Z");
+        assert_eq!(
+            condition(&inconclusive, STALLED),
+            Some(("True", INCONCLUSIVE))
+        );
+        // Flagger's condition is kept as it was.
+        assert_eq!(
+            condition(&inconclusive, PROMOTED),
+            Some(("False", INCONCLUSIVE))
+        );
+
+        let mut invalid = status(Phase::Progressing, FAILED);
+        invalid.set_health(Some(5), "2026-01-01T00:00:00Z");
+        invalid.set_invalid(
+            "spec.analysis.alpha: too big",
+            Some(6),
+            "2026-01-01T00:00:00Z",
+        );
+        assert_eq!(condition(&invalid, STALLED), Some(("True", INVALID_SPEC)));
+        assert_eq!(condition(&invalid, RECONCILING), None);
+        assert_eq!(invalid.observed_generation, Some(6));
     }
 }

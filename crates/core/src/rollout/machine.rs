@@ -63,6 +63,7 @@ pub fn step(
     if !run.needs.is_empty() {
         return Step::Need(run.needs);
     }
+    run.status.set_health(world.generation, &rfc3339(now));
     Step::Done(Box::new(Decision {
         actions: run.actions,
         status: run.status,

@@ -33,6 +33,8 @@ pub struct World {
     pub unsupported_kind: Option<String>,
     /// The Canary's manual-control annotations (name to value), see `MANUAL_*`.
     pub annotations: BTreeMap<String, String>,
+    /// The Canary's `metadata.generation`, recorded as the status's `observedGeneration`.
+    pub generation: Option<i64>,
 }
 
 /// Promote the canary now, skipping what is left of the analysis.
