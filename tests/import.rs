@@ -126,15 +126,25 @@ fn istio_canary_maps_built_in_metrics_and_reports_what_sluice_lacks() {
     assert_eq!(service.hosts, ["app.example.com"]);
     let analysis = &canary.spec.analysis;
     assert_eq!(
-        (analysis.step_weight, analysis.max_weight, analysis.threshold),
+        (
+            analysis.step_weight,
+            analysis.max_weight,
+            analysis.threshold
+        ),
         (Some(10), Some(50), 5)
     );
     assert_eq!(analysis.interval.as_secs(), 60);
     let success = metric(&canary, "request-success-rate");
-    assert_eq!(success.template_ref.as_ref().unwrap().name, "istio-success-rate");
+    assert_eq!(
+        success.template_ref.as_ref().unwrap().name,
+        "istio-success-rate"
+    );
     assert_eq!(success.threshold_range.as_ref().unwrap().min, Some(99.0));
     let duration = metric(&canary, "request-duration");
-    assert_eq!(duration.template_ref.as_ref().unwrap().name, "istio-latency-p99");
+    assert_eq!(
+        duration.template_ref.as_ref().unwrap().name,
+        "istio-latency-p99"
+    );
     assert_eq!(duration.threshold_range.as_ref().unwrap().max, Some(500.0));
     assert_eq!(duration.interval.unwrap().as_secs(), 30);
     let errors = metric(&canary, "error-rate");
@@ -179,7 +189,11 @@ fn linkerd_and_gamma_canaries() {
     let canary = one_canary(&run);
     assert_eq!(canary.spec.provider, Some(RouterKind::Linkerd));
     assert_eq!(
-        metric(&canary, "error-rate").template_ref.as_ref().unwrap().name,
+        metric(&canary, "error-rate")
+            .template_ref
+            .as_ref()
+            .unwrap()
+            .name,
         "linkerd-errors"
     );
     assert!(run.stderr.contains("metrics-templates/linkerd.yaml"));
@@ -212,7 +226,15 @@ spec:
     assert_eq!(run.code, 0, "{}", run.stderr);
     let canary = one_canary(&run);
     assert_eq!(canary.spec.provider, Some(RouterKind::Gamma));
-    assert!(canary.spec.service.as_ref().unwrap().gateway_refs.is_empty());
+    assert!(
+        canary
+            .spec
+            .service
+            .as_ref()
+            .unwrap()
+            .gateway_refs
+            .is_empty()
+    );
     let kept = metric(&canary, "success-rate");
     assert_eq!(kept.template_variables["direction"], "inbound");
     assert_eq!(
@@ -264,8 +286,7 @@ spec:
     let added = metric(&canary, "error-rate-vs-primary");
     assert_eq!(added.template_ref.as_ref().unwrap().name, "app-errors");
     assert!(
-        run.stderr
-            .contains("gatewayapi:v1beta1 -> gatewayapi:v1"),
+        run.stderr.contains("gatewayapi:v1beta1 -> gatewayapi:v1"),
         "{}",
         run.stderr
     );
@@ -328,11 +349,16 @@ spec:
     assert_eq!(canary.spec.provider, Some(RouterKind::Kubernetes));
     assert_eq!(canary.spec.analysis.iterations, Some(10));
     assert_eq!(
-        metric(&canary, "latency").template_ref.as_ref().unwrap().name,
+        metric(&canary, "latency")
+            .template_ref
+            .as_ref()
+            .unwrap()
+            .name,
         "app-latency-buckets"
     );
     assert!(
-        run.stderr.contains("not mapped  spec.service.portDiscovery:"),
+        run.stderr
+            .contains("not mapped  spec.service.portDiscovery:"),
         "{}",
         run.stderr
     );
@@ -478,10 +504,16 @@ metadata: {name: unrelated}
     }
     assert_eq!(templates.len(), 1);
     let template = &templates[0];
-    assert_eq!(template.spec.provider.secret_ref.as_ref().unwrap().name, "prom-auth");
+    assert_eq!(
+        template.spec.provider.secret_ref.as_ref().unwrap().name,
+        "prom-auth"
+    );
     assert!(template.spec.provider.insecure_skip_verify);
     assert!(
-        template.spec.query.contains(r#"ingress="{{ variables.ingress }}""#),
+        template
+            .spec
+            .query
+            .contains(r#"ingress="{{ variables.ingress }}""#),
         "{}",
         template.spec.query
     );
@@ -519,7 +551,10 @@ spec:
 "#;
     let run = import(&format!("{input}{canary}"), &[]);
     let canary = one_canary(&run);
-    assert_eq!(metric(&canary, "errors").template_variables["ingress"], "web");
+    assert_eq!(
+        metric(&canary, "errors").template_variables["ingress"],
+        "web"
+    );
 }
 
 #[test]
@@ -528,7 +563,9 @@ fn bad_input_names_the_file_and_the_field() {
     assert_eq!(run.code, 65, "{}", run.stderr);
     assert!(run.stdout.is_empty());
     assert!(
-        run.stderr.contains("<stdin>: document 1 (Canary test/podinfo): spec.service.port: must be a port number"),
+        run.stderr.contains(
+            "<stdin>: document 1 (Canary test/podinfo): spec.service.port: must be a port number"
+        ),
         "{}",
         run.stderr
     );
@@ -553,7 +590,8 @@ fn an_unknown_provider_is_reported_and_the_canary_still_produced() {
     let canary = one_canary(&run);
     assert_eq!(canary.spec.provider, None);
     assert!(
-        run.stderr.contains("not mapped  spec.provider: \"appmesh\""),
+        run.stderr
+            .contains("not mapped  spec.provider: \"appmesh\""),
         "{}",
         run.stderr
     );

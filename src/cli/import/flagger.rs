@@ -166,12 +166,18 @@ pub fn convert(document: Value, options: &Options) -> Result<Option<Converted>, 
             options,
             &mut findings,
         )?))),
-        "MetricTemplate" => metric_template(metadata, spec, &mut findings)?.map(Object::MetricTemplate),
-        "AlertProvider" => alert_provider(metadata, spec, &mut findings)?.map(Object::AlertProvider),
+        "MetricTemplate" => {
+            metric_template(metadata, spec, &mut findings)?.map(Object::MetricTemplate)
+        }
+        "AlertProvider" => {
+            alert_provider(metadata, spec, &mut findings)?.map(Object::AlertProvider)
+        }
         other => {
             return Err(input_error(
                 "kind",
-                format!("{other:?} is not a Flagger kind; expected Canary, MetricTemplate or AlertProvider"),
+                format!(
+                    "{other:?} is not a Flagger kind; expected Canary, MetricTemplate or AlertProvider"
+                ),
             ));
         }
     };
@@ -196,7 +202,13 @@ pub fn uses_ingress(document: &Value) -> Option<String> {
     holes
         .iter()
         .any(|hole| hole.variable == "ingress")
-        .then(|| document.get("metadata")?.get("name")?.as_str().map(str::to_string))
+        .then(|| {
+            document
+                .get("metadata")?
+                .get("name")?
+                .as_str()
+                .map(str::to_string)
+        })
         .flatten()
 }
 
@@ -256,12 +268,14 @@ impl Fields {
     ) -> Result<Option<T>, InputError> {
         match self.take(key) {
             None => Ok(None),
-            Some(value) => serde_json::from_value(value.clone()).map(Some).map_err(|_| {
-                input_error(
-                    self.field(key),
-                    format!("must be {what}, found {}", short(&value)),
-                )
-            }),
+            Some(value) => serde_json::from_value(value.clone())
+                .map(Some)
+                .map_err(|_| {
+                    input_error(
+                        self.field(key),
+                        format!("must be {what}, found {}", short(&value)),
+                    )
+                }),
         }
     }
 
@@ -399,7 +413,9 @@ fn unmapped_reason(key: &str) -> String {
         "retries" | "timeout" | "corsPolicy" | "headers" | "rewrite" | "backendTimeout" => {
             "sluice's routers do not set it yet; the route is written without it"
         }
-        "match" => "the apex route has no request matches in sluice; only analysis.match (A/B) is kept",
+        "match" => {
+            "the apex route has no request matches in sluice; only analysis.match (A/B) is kept"
+        }
         "sessionAffinity" => "sluice has no session affinity for canary traffic yet",
         "primaryReadyThreshold" | "canaryReadyThreshold" => {
             "sluice waits for every replica to be ready (progressDeadlineSeconds bounds the wait)"
@@ -576,13 +592,21 @@ fn service(
         Some(Value::Number(n)) => Some(IntOrString::Int(
             n.as_i64()
                 .and_then(|n| i32::try_from(n).ok())
-                .ok_or_else(|| input_error(fields.field("targetPort"), "must be a port number or a port name"))?,
+                .ok_or_else(|| {
+                    input_error(
+                        fields.field("targetPort"),
+                        "must be a port number or a port name",
+                    )
+                })?,
         )),
         Some(Value::String(s)) => Some(IntOrString::String(s)),
         Some(other) => {
             return Err(input_error(
                 fields.field("targetPort"),
-                format!("must be a port number or a port name, found {}", type_name(&other)),
+                format!(
+                    "must be a port number or a port name, found {}",
+                    type_name(&other)
+                ),
             ));
         }
     };
@@ -666,7 +690,9 @@ fn router(
             findings.push(finding(
                 Kind::Changed,
                 field,
-                format!("{given} -> gamma: a Service in service.gatewayRefs is a mesh (GAMMA) route"),
+                format!(
+                    "{given} -> gamma: a Service in service.gatewayRefs is a mesh (GAMMA) route"
+                ),
             ));
             Some(RouterKind::Gamma)
         } else {
@@ -1017,7 +1043,9 @@ fn metrics(
         return Ok(out);
     }
     let variables = match (context.source, &context.ingress) {
-        (Source::Nginx, Some(ingress)) => BTreeMap::from([("ingress".to_string(), ingress.clone())]),
+        (Source::Nginx, Some(ingress)) => {
+            BTreeMap::from([("ingress".to_string(), ingress.clone())])
+        }
         _ => BTreeMap::new(),
     };
     let mut add = |kind: ComparisonKind, name: &str, template: String, requests: Option<String>| {
@@ -1026,13 +1054,23 @@ fn metrics(
             name = format!("{name}-vs-primary");
         }
         let what = match kind {
-            ComparisonKind::ErrorRate => "errorRate comparison: the canary's 5xx rate against the primary's",
-            ComparisonKind::Latency => "latency comparison: the canary's requests slower than the primary's p99, against the primary's",
+            ComparisonKind::ErrorRate => {
+                "errorRate comparison: the canary's 5xx rate against the primary's"
+            }
+            ComparisonKind::Latency => {
+                "latency comparison: the canary's share of requests slower than the primary's p99, against the primary's share"
+            }
         };
         findings.push(finding(
             Kind::Added,
             format!("{path}[{}]", out.len()),
-            format!("{name}: {what} ({template}{})", requests.as_deref().map(|r| format!(", {r}")).unwrap_or_default()),
+            format!(
+                "{name}: {what} ({template}{})",
+                requests
+                    .as_deref()
+                    .map(|r| format!(", {r}"))
+                    .unwrap_or_default()
+            ),
         ));
         out.push(MetricCheck {
             name,
@@ -1108,10 +1146,15 @@ fn metric_template(
     findings: &mut Vec<Finding>,
 ) -> Result<Option<MetricTemplate>, InputError> {
     let mut provider = spec.child_required("provider")?;
-    let kind = provider.string("type")?.unwrap_or_else(|| "prometheus".into());
+    let kind = provider
+        .string("type")?
+        .unwrap_or_else(|| "prometheus".into());
     let address = provider.string("address")?;
     let headers = provider
-        .typed::<BTreeMap<String, Vec<String>>>("headers", "a mapping of header names to lists of values")?
+        .typed::<BTreeMap<String, Vec<String>>>(
+            "headers",
+            "a mapping of header names to lists of values",
+        )?
         .unwrap_or_default();
     let secret_ref = match provider.child("secretRef")? {
         None => None,
@@ -1179,10 +1222,12 @@ fn placeholders(query: &str, findings: &mut Vec<Finding>) -> String {
     let mut copied = 0;
     for hole in holes {
         let variable = hole.variable.as_str();
-        let keep = matches!(variable, "name" | "namespace" | "target" | "service" | "interval")
-            || variable
-                .strip_prefix("variables.")
-                .is_some_and(|key| !key.is_empty() && !key.contains([' ', '.', '|']));
+        let keep = matches!(
+            variable,
+            "name" | "namespace" | "target" | "service" | "interval"
+        ) || variable
+            .strip_prefix("variables.")
+            .is_some_and(|key| !key.is_empty() && !key.contains([' ', '.', '|']));
         if keep {
             continue;
         }
@@ -1246,7 +1291,7 @@ fn alert_provider(
     if kind == AlertProviderKind::Msteams {
         findings.push(note(
             "spec.type",
-            "msteams: sluice posts to a Teams Workflows webhook (\"Post to a channel when a webhook request is received\"); Office 365 connector URLs, which Flagger used, are retired: put the Workflows URL in the address",
+            "msteams: sluice posts to a Teams Workflows webhook (\"Post to a channel when a webhook request is received\"); Office 365 connector URLs, which Flagger used, are retired: put the Workflows URL in the address (or the Secret's address key)",
         ));
     }
     let mut provider = AlertProvider::new(
