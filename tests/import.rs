@@ -596,3 +596,23 @@ fn an_unknown_provider_is_reported_and_the_canary_still_produced() {
         run.stderr
     );
 }
+
+#[test]
+fn a_canary_sluice_refuses_is_printed_with_the_problem() {
+    let daemon_set = ISTIO
+        .replace(
+            "kind: Deployment, name: podinfo}",
+            "kind: DaemonSet, name: podinfo}",
+        )
+        .replace("  analysis:\n", "  canaryAnalysis:\n");
+    let run = import(&daemon_set, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stdout.contains("kind: DaemonSet"), "{}", run.stdout);
+    assert!(run.stdout.contains("  analysis:\n"), "{}", run.stdout);
+    for line in [
+        "invalid     spec.targetRef.kind: sluice releases Deployments only",
+        "changed     spec.canaryAnalysis: renamed spec.analysis",
+    ] {
+        assert!(run.stderr.contains(line), "{line}\n{}", run.stderr);
+    }
+}

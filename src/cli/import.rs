@@ -15,11 +15,11 @@ use super::exit::Exit;
 #[derive(clap::Args)]
 pub struct Args {
     #[command(subcommand)]
-    from: From,
+    tool: Tool,
 }
 
 #[derive(clap::Subcommand)]
-enum From {
+enum Tool {
     /// Flagger's flagger.app/v1beta1 Canaries, MetricTemplates and AlertProviders.
     ///
     /// Prints the sluice.dev/v1alpha1 objects as YAML on stdout and, on stderr, per object and
@@ -71,7 +71,7 @@ impl ImportError {
 }
 
 pub fn run(args: Args) -> Exit {
-    let From::Flagger(args) = args.from;
+    let Tool::Flagger(args) = args.tool;
     match import(&args) {
         Ok(exit) => exit,
         Err(e) => e.exit().fail(e),
