@@ -434,6 +434,7 @@ fn unmapped_reason(key: &str) -> String {
             "sluice copies the HorizontalPodAutoscaler as it is"
         }
         "region" => "for CloudWatch, which sluice does not query",
+        "port" => "sluice's HTTPRoute parents name a Gateway and its sectionName, not a port",
         "disableTLS" => "sluice always verifies TLS for webhooks",
         "apex" | "primary" | "canary" | "unmanagedMetadata" => {
             "sluice does not add labels or annotations to the Services it writes"
@@ -937,31 +938,6 @@ fn metrics(
         };
         let mut template_variables = fields.string_map("templateVariables")?;
         let is_built_in = template_ref.is_none() && (name == SUCCESS_RATE || name == DURATION);
-        if let Some(threshold) = old_threshold
-            && threshold_range.is_none()
-        {
-            // Flagger's deprecated threshold: a floor for the success rate, a ceiling otherwise.
-            let range = if name == SUCCESS_RATE {
-                ThresholdRange {
-                    min: Some(threshold),
-                    max: None,
-                }
-            } else {
-                ThresholdRange {
-                    min: None,
-                    max: Some(threshold),
-                }
-            };
-            findings.push(finding(
-                Kind::Changed,
-                format!("{field}.threshold"),
-                format!(
-                    "Flagger's deprecated threshold {threshold} written as thresholdRange.{}",
-                    if range.min.is_some() { "min" } else { "max" }
-                ),
-            ));
-            threshold_range = Some(range);
-        }
         let template_ref = if is_built_in {
             let template = if name == SUCCESS_RATE {
                 format!("{source}-success-rate")
@@ -995,6 +971,31 @@ fn metrics(
             ));
             fields.rest(findings);
             continue;
+        }
+        if let Some(threshold) = old_threshold
+            && threshold_range.is_none()
+        {
+            // Flagger's deprecated threshold: a floor for the success rate, a ceiling otherwise.
+            let range = if name == SUCCESS_RATE {
+                ThresholdRange {
+                    min: Some(threshold),
+                    max: None,
+                }
+            } else {
+                ThresholdRange {
+                    min: None,
+                    max: Some(threshold),
+                }
+            };
+            findings.push(finding(
+                Kind::Changed,
+                format!("{field}.threshold"),
+                format!(
+                    "Flagger's deprecated threshold {threshold} written as thresholdRange.{}",
+                    if range.min.is_some() { "min" } else { "max" }
+                ),
+            ));
+            threshold_range = Some(range);
         }
         if let (Some(ingress), Some(reference)) = (&context.ingress, &template_ref)
             && !template_variables.contains_key("ingress")
@@ -1054,7 +1055,7 @@ fn metrics(
         };
         findings.push(finding(
             Kind::Added,
-            format!("{path}[{}]", out.len()),
+            path.to_string(),
             format!(
                 "{name}: {what} ({template}{})",
                 requests
