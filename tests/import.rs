@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use serde::Deserialize;
 use sluice_core::api::validate::validate_canary;
 use sluice_core::api::{
-    AlertProvider, AlertProviderKind, Canary, ComparisonKind, MetricTemplate, RouterKind,
+    AlertProvider, AlertProviderKind, Analysis, Canary, Comparison, ComparisonKind, MetricCheck,
+    MetricTemplate, RouterKind, ThresholdRange,
 };
 
 struct Run {
@@ -48,10 +49,30 @@ fn canaries(run: &Run) -> Vec<Canary> {
             assert_eq!(value["apiVersion"].as_str(), Some("sluice.dev/v1alpha1"));
             let canary: Canary = serde_yaml_ng::from_value(value).unwrap();
             validate_canary(&canary).unwrap_or_else(|e| panic!("{e}\n{}", run.stdout));
+            accepted_by_the_crd_rules(&canary);
             out.push(canary);
         }
     }
     out
+}
+
+/// The CEL rules the API server runs on the CRD's fields, evaluated with kube's interpreter.
+fn accepted_by_the_crd_rules(canary: &Canary) {
+    let analysis = &canary.spec.analysis;
+    Analysis::validate_cel(&json(analysis), None).unwrap();
+    for metric in &analysis.metrics {
+        MetricCheck::validate_cel(&json(metric), None).unwrap();
+        if let Some(range) = &metric.threshold_range {
+            ThresholdRange::validate_cel(&json(range), None).unwrap();
+        }
+        if let Some(comparison) = &metric.comparison {
+            Comparison::validate_cel(&json(comparison), None).unwrap();
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap()
 }
 
 fn one_canary(run: &Run) -> Canary {
