@@ -268,6 +268,18 @@ spec:
     assert_eq!(one_canary(&run).spec.provider, Some(RouterKind::Gamma));
 }
 
+/// The NGINX tutorial's Canary up to its analysis.
+const NGINX: &str = r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: test}
+spec:
+  provider: nginx
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: podinfo}
+  service: {port: 80, targetPort: 9898}
+"#;
+
 #[test]
 fn gateway_api_nginx_and_blue_green() {
     let gateway = r#"
@@ -321,16 +333,8 @@ spec:
         "envoy-success-rate"
     );
 
-    let nginx = r#"
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {name: podinfo, namespace: test}
-spec:
-  provider: nginx
-  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
-  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: podinfo}
-  service: {port: 80, targetPort: 9898}
-  analysis:
+    let nginx = NGINX.to_string()
+        + r#"  analysis:
     interval: 10s
     threshold: 10
     maxWeight: 50
@@ -338,7 +342,7 @@ spec:
     metrics:
       - {name: request-success-rate, thresholdRange: {min: 99}, interval: 1m}
 "#;
-    let run = import(nginx, &[]);
+    let run = import(&nginx, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let canary = one_canary(&run);
     assert_eq!(canary.spec.ingress_ref.as_ref().unwrap().name, "podinfo");
@@ -434,16 +438,8 @@ spec:
         run.stderr
     );
 
-    let nginx_cookie = r#"
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {name: podinfo, namespace: test}
-spec:
-  provider: nginx
-  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
-  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: podinfo}
-  service: {port: 80, targetPort: 9898}
-  analysis:
+    let nginx_cookie = NGINX.to_string()
+        + r#"  analysis:
     interval: 1m
     iterations: 10
     threshold: 2
@@ -453,7 +449,7 @@ spec:
       - headers:
           cookie: {exact: canary}
 "#;
-    let run = import(nginx_cookie, &[]);
+    let run = import(&nginx_cookie, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let canary = one_canary(&run);
     assert_eq!(
