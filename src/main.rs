@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use cli::exit::Exit;
 use cli::readable::ReadableStderr;
-use cli::{analyse, bench, controller, crd, demo, demo_app, demo_controller};
+use cli::{analyse, bench, controller, crd, demo, demo_app, demo_controller, import};
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +60,12 @@ enum Command {
     /// Exit codes: 0 promoted, 1 rolled back, 2 inconclusive or stopped before a verdict,
     /// 64 usage, 65 invalid Canary, 70 other failures.
     DemoController(demo_controller::Args),
+    /// Turn another tool's resources into sluice's: `sluice import flagger FILE…`.
+    ///
+    /// Exit codes: 0 everything mapped, 2 output produced but something could not be mapped,
+    /// 64 usage, 65 input that is not the tool's resource (file, document and field named),
+    /// 66 unreadable file.
+    Import(import::Args),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +108,7 @@ fn main() -> ExitCode {
         Command::DemoApp(args) => demo_app::run(args),
         Command::Demo(args) => demo::run(args),
         Command::DemoController(args) => demo_controller::run(args),
+        Command::Import(args) => import::run(args),
     };
     exit.into()
 }

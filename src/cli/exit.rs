@@ -18,6 +18,8 @@ impl Exit {
     pub const ROLLBACK: Exit = Exit(1);
     /// No verdict: the window or the run ended first.
     pub const INCONCLUSIVE: Exit = Exit(2);
+    /// `import`: the output was produced, but something could not be mapped.
+    pub const PARTIAL: Exit = Exit(2);
     /// A bad command line (sysexits' EX_USAGE, as the codes below follow sysexits).
     pub const USAGE: Exit = Exit(64);
     /// An invalid Canary, MetricTemplate or Secret.

@@ -9,5 +9,6 @@ pub mod demo;
 pub mod demo_app;
 pub mod demo_controller;
 pub mod exit;
+pub mod import;
 pub mod readable;
 pub mod runtime;

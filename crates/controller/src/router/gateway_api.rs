@@ -230,7 +230,7 @@ fn string_match(matcher: &StringMatch) -> Option<(&'static str, String)> {
 }
 
 /// Escapes the metacharacters of RE2 and ECMAScript-like syntaxes, the dialects gateways use.
-pub(super) fn quote_regex(text: &str) -> String {
+pub fn quote_regex(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if "\\.+*?()|[]{}^$".contains(c) {
