@@ -980,3 +980,24 @@ async fn smi_splits_the_apex_by_backend_weight() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn gateway_refs_take_flaggers_group_kind_and_port_for_a_service_parent() {
+    // Flagger's Linkerd tutorial: provider gatewayapi with the apex Service as the parent.
+    let cluster = Arc::new(MemoryCluster::new());
+    let router = gateway(&cluster);
+    let mut canary = serde_json::to_value(canary()).unwrap();
+    canary["spec"]["service"]["gatewayRefs"] = json!([{"name": "podinfo", "namespace": "test", "group": "core", "kind": "Service", "port": 9898}]);
+    canary["spec"]["service"]["hosts"] = json!([]);
+    let canary: Canary = serde_json::from_value(canary).unwrap();
+    router
+        .set_routes(&canary, Routes::canary_weight(10))
+        .await
+        .unwrap();
+    let route = stored_route(&cluster).await;
+    assert_eq!(
+        route["spec"]["parentRefs"],
+        json!([{"name": "podinfo", "namespace": "test", "group": "", "kind": "Service", "port": 9898}])
+    );
+    assert!(route["spec"].get("hostnames").is_none(), "{route}");
+}

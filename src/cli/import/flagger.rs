@@ -644,7 +644,7 @@ fn service(
                     Kind::NotMapped,
                     reference.path.clone(),
                     format!(
-                        "parent {}/{} is not a Gateway; sluice attaches HTTPRoutes to Gateways only",
+                        "parent {}/{} is not a Gateway or a Service; the import keeps Gateways (set group and kind in gatewayRefs by hand to keep it)",
                         group.unwrap_or_default(),
                         kind.unwrap_or_default()
                     ),
@@ -654,6 +654,9 @@ fn service(
                 name,
                 namespace,
                 section_name,
+                group: None,
+                kind: None,
+                port: None,
             });
         }
         reference.rest(findings);

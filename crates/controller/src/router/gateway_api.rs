@@ -169,6 +169,17 @@ fn gateway_parents(service: &ServiceSpec) -> Vec<Value> {
             if let Some(section) = &gateway.section_name {
                 parent.insert("sectionName".into(), json!(section));
             }
+            // Flagger writes the core group as `core`; the Gateway API spells it "".
+            if let Some(group) = &gateway.group {
+                let group = if group == "core" { "" } else { group.as_str() };
+                parent.insert("group".into(), json!(group));
+            }
+            if let Some(kind) = &gateway.kind {
+                parent.insert("kind".into(), json!(kind));
+            }
+            if let Some(port) = gateway.port {
+                parent.insert("port".into(), json!(port));
+            }
             Value::Object(parent)
         })
         .collect()

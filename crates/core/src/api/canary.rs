@@ -130,6 +130,16 @@ pub struct GatewayRef {
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section_name: Option<String>,
+    /// The parent's API group and kind, as in Gateway API parentRefs: a Gateway by default;
+    /// `group: ""` (or Flagger's `core`) and `kind: Service` attach the route to a Service for
+    /// a mesh (GAMMA), as Flagger's Linkerd tutorial does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The parent's port (a Gateway listener's or a Service's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// How a release advances and how it is judged (`spec.analysis`).
