@@ -24,9 +24,8 @@ use tokio::task::JoinHandle;
 use super::prometheus::{ScrapeTarget, write_targets};
 use crate::proxy::{LocalRouter, RouteChange};
 use sluice_controller::cluster::objects::primary_name;
-use sluice_controller::router::{RouterError, gateway_api, istio, smi};
+use sluice_controller::router::{ReadRoutes, gateway_api, istio, smi};
 use sluice_core::api::{Canary, RouterKind};
-use sluice_core::rollout::Routes;
 
 /// What the gateway serves: one Canary's apex route, in front of one process per arm.
 pub struct GatewayConfig {
@@ -99,9 +98,6 @@ pub fn apex_name(canary: &Canary) -> String {
         .and_then(|s| s.name.clone())
         .unwrap_or_else(|| canary.spec.target_ref.name.clone())
 }
-
-/// How a route's weights are read back from the object its router writes.
-type ReadRoutes = fn(&Canary, &serde_json::Value) -> Result<Routes, RouterError>;
 
 /// The object that carries the Canary's split, as its router writes it, and how to read it: the
 /// HTTPRoute (north-south, or the mesh's on the apex Service), Istio's VirtualService or SMI's

@@ -8,12 +8,15 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use serde_json::{Map, Value, json};
 
-use super::{Registration, Router, RouterError, namespace, owners, percent, refuse_mirror};
+use super::{
+    HeaderMatch, Registration, Router, RouterError, kept_routes, namespace, owners, percent,
+    refuse_mirror, stored_routes,
+};
 use crate::cluster::objects::primary_name;
 use crate::cluster::resources::Resource;
 use crate::cluster::{Cluster, ObjectRef};
 use crate::providers::BoxFuture;
-use sluice_core::api::{Canary, RequestMatch, ServiceSpec, StringMatch};
+use sluice_core::api::{Canary, ServiceSpec};
 use sluice_core::rollout::Routes;
 
 pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
@@ -185,59 +188,26 @@ fn gateway_parents(service: &ServiceSpec) -> Vec<Value> {
         .collect()
 }
 
-/// `analysis.match` as HTTPRoute matches: each entry is one match (entries are alternatives), its
-/// headers all apply (conjunction), as in Flagger.
+/// `analysis.match` as HTTPRoute matches. Gateway API header matches are Exact or
+/// RegularExpression; a prefix becomes an anchored regular expression.
 fn header_matches(canary: &Canary) -> Result<Value, RouterError> {
-    let matches = &canary.spec.analysis.matches;
-    if matches.is_empty() {
-        return Err(RouterError::Invalid(
-            "A/B testing needs analysis.match: without it there is nothing to send to the canary"
-                .into(),
-        ));
-    }
-    matches
-        .iter()
-        .enumerate()
-        .map(|(i, request)| header_match(i, request))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Value::Array)
-}
-
-fn header_match(index: usize, request: &RequestMatch) -> Result<Value, RouterError> {
-    // A match without conditions matches every request and would send all traffic to the canary.
-    if request.headers.is_empty() {
-        return Err(RouterError::Invalid(format!(
-            "analysis.match[{index}] has no headers: it would send every request to the canary"
-        )));
-    }
-    let headers = request
-        .headers
-        .iter()
-        .map(|(name, matcher)| {
-            let (kind, value) = string_match(matcher).ok_or_else(|| {
-                RouterError::Invalid(format!(
-                    "analysis.match[{index}].headers.{name} needs exact, prefix or regex"
-                ))
-            })?;
-            Ok(json!({"name": name, "type": kind, "value": value}))
-        })
-        .collect::<Result<Vec<_>, RouterError>>()?;
-    Ok(json!({"headers": headers}))
-}
-
-/// Gateway API header matches are Exact or RegularExpression; a prefix becomes an anchored
-/// regular expression.
-fn string_match(matcher: &StringMatch) -> Option<(&'static str, String)> {
-    if let Some(exact) = &matcher.exact {
-        return Some(("Exact", exact.clone()));
-    }
-    if let Some(prefix) = &matcher.prefix {
-        return Some(("RegularExpression", format!("^{}.*", quote_regex(prefix))));
-    }
-    matcher
-        .regex
-        .as_ref()
-        .map(|regex| ("RegularExpression", regex.clone()))
+    super::header_matches(canary, |headers| {
+        let headers: Vec<Value> = headers
+            .into_iter()
+            .map(|(name, condition)| {
+                let (kind, value) = match condition {
+                    HeaderMatch::Exact(exact) => ("Exact", exact.to_string()),
+                    HeaderMatch::Prefix(prefix) => {
+                        ("RegularExpression", format!("^{}.*", quote_regex(prefix)))
+                    }
+                    HeaderMatch::Regex(regex) => ("RegularExpression", regex.to_string()),
+                };
+                json!({"name": name, "type": kind, "value": value})
+            })
+            .collect();
+        json!({"headers": headers})
+    })
+    .map(Value::Array)
 }
 
 /// Escapes the metacharacters of RE2 and ECMAScript-like syntaxes, the dialects gateways use.
@@ -319,15 +289,9 @@ pub fn routes_of(canary: &Canary, route: &Value) -> Result<Routes, RouterError> 
 impl Router for GatewayApi {
     fn reconcile<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
-            // An existing route keeps its weights (a release may be under way) but takes the
-            // Canary's current gateways and hosts. One whose weights cannot be read is reset to
-            // the primary, the state a route is created in.
-            let routes = match self.cluster.get(&route_ref(canary)).await? {
-                Some(existing) => {
-                    routes_of(canary, &existing).unwrap_or_else(|_| Routes::all_primary())
-                }
-                None => Routes::all_primary(),
-            };
+            // The route keeps its weights but takes the Canary's current gateways and hosts.
+            let routes =
+                kept_routes(self.cluster.as_ref(), &route_ref(canary), canary, routes_of).await?;
             self.cluster
                 .apply(attached_route(canary, routes, self.attach)?)
                 .await?;
@@ -358,15 +322,12 @@ impl Router for GatewayApi {
     }
 
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Routes, RouterError>> {
-        Box::pin(async move {
-            let reference = route_ref(canary);
-            match self.cluster.get(&reference).await? {
-                Some(route) => routes_of(canary, &route),
-                None => Err(RouterError::Invalid(format!(
-                    "{reference} does not exist: the router has not been reconciled"
-                ))),
-            }
-        })
+        Box::pin(stored_routes(
+            self.cluster.as_ref(),
+            route_ref(canary),
+            canary,
+            routes_of,
+        ))
     }
 }
 

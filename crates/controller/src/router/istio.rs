@@ -8,12 +8,15 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::{Registration, Router, RouterError, namespace, owners, percent};
+use super::{
+    HeaderMatch, Registration, Router, RouterError, header_matches, kept_routes, namespace, owners,
+    percent, stored_routes,
+};
 use crate::cluster::objects::primary_name;
 use crate::cluster::resources::Resource;
 use crate::cluster::{Cluster, ObjectRef};
 use crate::providers::BoxFuture;
-use sluice_core::api::{Canary, RequestMatch, StringMatch};
+use sluice_core::api::Canary;
 use sluice_core::rollout::Routes;
 
 pub const API_VERSION: &str = "networking.istio.io/v1";
@@ -142,50 +145,23 @@ fn service(canary: &Canary, http: Vec<Value>, owners: Option<Value>) -> Value {
     })
 }
 
-/// `analysis.match` as Istio HTTP matches: entries are alternatives, the headers of one entry
-/// all apply, and Istio's string matches are sluice's (exact, prefix, regex).
+/// `analysis.match` as Istio HTTP matches: Istio's string matches are sluice's.
 fn matches(canary: &Canary) -> Result<Value, RouterError> {
-    let entries = &canary.spec.analysis.matches;
-    if entries.is_empty() {
-        return Err(RouterError::Invalid(
-            "A/B testing needs analysis.match: without it there is nothing to send to the canary"
-                .into(),
-        ));
-    }
-    entries
-        .iter()
-        .enumerate()
-        .map(|(i, entry)| header_match(i, entry))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Value::Array)
-}
-
-fn header_match(index: usize, entry: &RequestMatch) -> Result<Value, RouterError> {
-    if entry.headers.is_empty() {
-        return Err(RouterError::Invalid(format!(
-            "analysis.match[{index}] has no headers: it would send every request to the canary"
-        )));
-    }
-    let mut headers = Map::new();
-    for (name, matcher) in &entry.headers {
-        let value = string_match(matcher).ok_or_else(|| {
-            RouterError::Invalid(format!(
-                "analysis.match[{index}].headers.{name} needs exact, prefix or regex"
-            ))
-        })?;
-        headers.insert(name.clone(), value);
-    }
-    Ok(json!({"headers": Value::Object(headers)}))
-}
-
-fn string_match(matcher: &StringMatch) -> Option<Value> {
-    if let Some(exact) = &matcher.exact {
-        return Some(json!({"exact": exact}));
-    }
-    if let Some(prefix) = &matcher.prefix {
-        return Some(json!({"prefix": prefix}));
-    }
-    matcher.regex.as_ref().map(|regex| json!({"regex": regex}))
+    header_matches(canary, |headers| {
+        let headers: Map<String, Value> = headers
+            .into_iter()
+            .map(|(name, condition)| {
+                let condition = match condition {
+                    HeaderMatch::Exact(exact) => json!({"exact": exact}),
+                    HeaderMatch::Prefix(prefix) => json!({"prefix": prefix}),
+                    HeaderMatch::Regex(regex) => json!({"regex": regex}),
+                };
+                (name.to_string(), condition)
+            })
+            .collect();
+        json!({"headers": headers})
+    })
+    .map(Value::Array)
 }
 
 /// The weight an HTTP route gives a host: 0 when it is not a destination, 100 when it is the only
@@ -259,14 +235,13 @@ impl Router for Istio {
             for host in [primary_name(&apex), canary_host(&apex)] {
                 self.cluster.apply(destination_rule(canary, &host)).await?;
             }
-            // An existing VirtualService keeps its weights (a release may be under way); one
-            // whose weights cannot be read is reset to the primary.
-            let routes = match self.cluster.get(&service_ref(canary)).await? {
-                Some(existing) => {
-                    routes_of(canary, &existing).unwrap_or_else(|_| Routes::all_primary())
-                }
-                None => Routes::all_primary(),
-            };
+            let routes = kept_routes(
+                self.cluster.as_ref(),
+                &service_ref(canary),
+                canary,
+                routes_of,
+            )
+            .await?;
             self.cluster.apply(virtual_service(canary, routes)?).await?;
             Ok(())
         })
@@ -284,15 +259,12 @@ impl Router for Istio {
     }
 
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Routes, RouterError>> {
-        Box::pin(async move {
-            let reference = service_ref(canary);
-            match self.cluster.get(&reference).await? {
-                Some(service) => routes_of(canary, &service),
-                None => Err(RouterError::Invalid(format!(
-                    "{reference} does not exist: the router has not been reconciled"
-                ))),
-            }
-        })
+        Box::pin(stored_routes(
+            self.cluster.as_ref(),
+            service_ref(canary),
+            canary,
+            routes_of,
+        ))
     }
 
     fn finalize<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {

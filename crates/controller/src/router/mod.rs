@@ -98,6 +98,87 @@ pub fn refuse_mirror(routes: Routes, router: &str) -> Result<(), RouterError> {
     Ok(())
 }
 
+/// One header condition of `analysis.match`, as each router spells it.
+pub(crate) enum HeaderMatch<'a> {
+    Exact(&'a str),
+    Prefix(&'a str),
+    Regex(&'a str),
+}
+
+/// `analysis.match`, checked once for every router: entries are alternatives, the headers of an
+/// entry all apply (as in Flagger). Each entry is `one` of its (header, condition) pairs. Refused:
+/// no entry (nothing would go to the canary), an entry without headers or a header without a
+/// condition (it would match every request and send all traffic to the canary).
+pub(crate) fn header_matches<T>(
+    canary: &Canary,
+    one: impl Fn(Vec<(&str, HeaderMatch<'_>)>) -> T,
+) -> Result<Vec<T>, RouterError> {
+    let entries = &canary.spec.analysis.matches;
+    if entries.is_empty() {
+        return Err(RouterError::Invalid(
+            "A/B testing needs analysis.match: without it there is nothing to send to the canary"
+                .into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        if entry.headers.is_empty() {
+            return Err(RouterError::Invalid(format!(
+                "analysis.match[{index}] has no headers: it would send every request to the canary"
+            )));
+        }
+        let mut headers = Vec::with_capacity(entry.headers.len());
+        for (name, matcher) in &entry.headers {
+            let condition = match (&matcher.exact, &matcher.prefix, &matcher.regex) {
+                (Some(exact), _, _) => HeaderMatch::Exact(exact),
+                (None, Some(prefix), _) => HeaderMatch::Prefix(prefix),
+                (None, None, Some(regex)) => HeaderMatch::Regex(regex),
+                (None, None, None) => {
+                    return Err(RouterError::Invalid(format!(
+                        "analysis.match[{index}].headers.{name} needs exact, prefix or regex"
+                    )));
+                }
+            };
+            headers.push((name.as_str(), condition));
+        }
+        out.push(one(headers));
+    }
+    Ok(out)
+}
+
+/// How a router reads the split back from the one object that carries it.
+pub type ReadRoutes = fn(&Canary, &serde_json::Value) -> Result<Routes, RouterError>;
+
+/// The split the router's object `reference` holds now, for a reconcile that rewrites it: an
+/// existing object keeps its weights (a release may be under way); a missing one, or one whose
+/// weights cannot be read, starts on the primary, the state it is created in.
+pub(crate) async fn kept_routes(
+    cluster: &dyn Cluster,
+    reference: &crate::cluster::ObjectRef,
+    canary: &Canary,
+    read: ReadRoutes,
+) -> Result<Routes, RouterError> {
+    Ok(match cluster.get(reference).await? {
+        Some(existing) => read(canary, &existing).unwrap_or_else(|_| Routes::all_primary()),
+        None => Routes::all_primary(),
+    })
+}
+
+/// Where the router's object `reference` sends traffic; an error when it does not exist.
+pub(crate) async fn stored_routes(
+    cluster: &dyn Cluster,
+    reference: crate::cluster::ObjectRef,
+    canary: &Canary,
+    read: ReadRoutes,
+) -> Result<Routes, RouterError> {
+    match cluster.get(&reference).await? {
+        Some(object) => read(canary, &object),
+        None => Err(RouterError::Invalid(format!(
+            "{reference} does not exist: the router has not been reconciled"
+        ))),
+    }
+}
+
 /// `part` of `total` as a rounded percentage (`total` > 0).
 pub(crate) fn percent(part: u64, total: u64) -> u32 {
     u32::try_from((part * 100 + total / 2) / total).unwrap_or(100)

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::{Registration, Router, RouterError, namespace, owners, percent, refuse_mirror};
+use super::{
+    Registration, Router, RouterError, kept_routes, namespace, owners, percent, refuse_mirror,
+    stored_routes,
+};
 use crate::cluster::objects::primary_name;
 use crate::cluster::resources::Resource;
 use crate::cluster::{Cluster, ObjectRef};
@@ -129,12 +132,8 @@ pub fn routes_of(canary: &Canary, split: &Value) -> Result<Routes, RouterError> 
 impl Router for Smi {
     fn reconcile<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
-            let routes = match self.cluster.get(&split_ref(canary)).await? {
-                Some(existing) => {
-                    routes_of(canary, &existing).unwrap_or_else(|_| Routes::all_primary())
-                }
-                None => Routes::all_primary(),
-            };
+            let routes =
+                kept_routes(self.cluster.as_ref(), &split_ref(canary), canary, routes_of).await?;
             self.cluster.apply(traffic_split(canary, routes)?).await?;
             Ok(())
         })
@@ -152,15 +151,12 @@ impl Router for Smi {
     }
 
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Routes, RouterError>> {
-        Box::pin(async move {
-            let reference = split_ref(canary);
-            match self.cluster.get(&reference).await? {
-                Some(split) => routes_of(canary, &split),
-                None => Err(RouterError::Invalid(format!(
-                    "{reference} does not exist: the router has not been reconciled"
-                ))),
-            }
-        })
+        Box::pin(stored_routes(
+            self.cluster.as_ref(),
+            split_ref(canary),
+            canary,
+            routes_of,
+        ))
     }
 
     fn finalize<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
