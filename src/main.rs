@@ -5,9 +5,10 @@ mod cli;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use cli::exit::Exit;
+use cli::kubectl::{self, act::Action};
 use cli::readable::ReadableStderr;
 use cli::{analyse, bench, controller, crd, demo, demo_app, demo_controller, import};
 
@@ -66,10 +67,64 @@ enum Command {
     /// 64 usage, 65 input that is not the tool's resource (file, document and field named),
     /// 66 unreadable file.
     Import(import::Args),
+    /// List Canaries: phase, weight, intervals analysed and each comparison's verdict so far.
+    ///
+    /// Installed as `kubectl-sluice`, `kubectl sluice get`. Exit codes: 0 listed (none is no
+    /// error), 67 no such Canary, 69 the cluster cannot be reached, 1 other failures.
+    Get(kubectl::get::Args),
+    /// Show a Canary's release: where it stands, the evidence, the conditions, recent Events.
+    ///
+    /// Exit codes: 0 ready, 1 rolled back, 2 inconclusive, 3 in progress, 65 spec refused,
+    /// 67 no such Canary, 69 the cluster cannot be reached.
+    Status(kubectl::status::Args),
+    /// Promote the release under way now, without waiting for its analysis.
+    ///
+    /// Exit codes: 0 requested, 1 refused (no release under way, suspended) or failed,
+    /// 67 no such Canary, 69 the cluster cannot be reached.
+    Promote(kubectl::act::Args),
+    /// Roll back the release under way now.
+    ///
+    /// Exit codes: as promote.
+    Abort(kubectl::act::Args),
+    /// Run a rolled-back release again, with the same revision.
+    ///
+    /// Exit codes: as promote (refused unless the last release failed).
+    Retry(kubectl::act::Args),
+    /// Hold the Canary where it is (spec.suspend): no step, no promotion, no rollback.
+    ///
+    /// Exit codes: 0 suspended (or already), 67 no such Canary, 69 unreachable, 1 failed.
+    Suspend(kubectl::act::Args),
+    /// Let a suspended Canary go on.
+    ///
+    /// Exit codes: as suspend.
+    Resume(kubectl::act::Args),
+    /// Follow a Canary's release live, as `sluice demo` shows it, until it ends.
+    ///
+    /// Exit codes: 0 promoted, 1 rolled back, 2 inconclusive, 3 still under way at --timeout,
+    /// 67 no such Canary, 69 the cluster cannot be reached, 130 interrupted.
+    Watch(kubectl::watch::Args),
+}
+
+/// Installed as `kubectl-sluice`, the binary is a kubectl plugin, and its help says so.
+fn parse() -> Result<Cli, clap::Error> {
+    let invoked = std::env::args_os()
+        .next()
+        .and_then(|arg| {
+            std::path::Path::new(&arg)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let mut command = Cli::command();
+    if invoked.starts_with("kubectl-sluice") {
+        command = command.bin_name("kubectl sluice").name("kubectl sluice");
+    }
+    let matches = command.try_get_matches()?;
+    Cli::from_arg_matches(&matches)
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -109,6 +164,14 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::DemoController(args) => demo_controller::run(args),
         Command::Import(args) => import::run(args),
+        Command::Get(args) => kubectl::get::run(args),
+        Command::Status(args) => kubectl::status::run(args),
+        Command::Promote(args) => kubectl::act::run(Action::Promote, args),
+        Command::Abort(args) => kubectl::act::run(Action::Abort, args),
+        Command::Retry(args) => kubectl::act::run(Action::Retry, args),
+        Command::Suspend(args) => kubectl::act::run(Action::Suspend, args),
+        Command::Resume(args) => kubectl::act::run(Action::Resume, args),
+        Command::Watch(args) => kubectl::watch::run(args),
     };
     exit.into()
 }

@@ -860,3 +860,124 @@ fn condition(canary: &serde_json::Value, kind: &str) -> Option<String> {
         .and_then(|c| c["status"].as_str())
         .map(str::to_string)
 }
+
+/// `kubectl sluice` on a real release, installed as `kubectl-sluice`: it lists and shows the
+/// release, suspends and resumes it, aborts it, retries it, promotes it and watches it to its
+/// end, each with the exit code a script branches on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_sluice_follows_and_steers_a_release() {
+    let release = Release::start("kubectl", Scenario::Good).await;
+    let _controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    let plugin = harness::Plugin::install(&release.ns);
+    release.wait_initialized().await;
+    let ran = plugin.run(&["get"]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME     PHASE"), "{ran:?}");
+    assert!(lines[1].starts_with("podinfo  Initialized  0%"), "{ran:?}");
+    assert_eq!(plugin.run(&["status", "podinfo"]).await.code, 0);
+
+    release.new_image("podinfo:1.1.0").await;
+    // At 20% one interval has been judged: there is evidence to show.
+    release.follow_until_weight(20, RELEASE_LIMIT).await;
+    // Mid-release: the weight, the comparisons so far, the conditions and the Events.
+    let ran = plugin.run(&["get", "podinfo"]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(ran.stdout.contains("podinfo  Progressing  20%"), "{ran:?}");
+    assert!(ran.stdout.contains("error-rate=ok(e="), "{ran:?}");
+    let ran = plugin.run(&["status", "podinfo"]).await;
+    assert_eq!(ran.code, 3, "in progress: {ran:?}");
+    for part in [
+        "Canary:     ",
+        "Phase:      Progressing",
+        "Verdict:    none yet",
+        "METRIC",
+        "errors / ",
+        "ok (",
+        "Reconciling  True",
+        "Synced",
+    ] {
+        assert!(ran.stdout.contains(part), "missing {part:?}: {ran:?}");
+    }
+
+    // Suspended, it holds; promote is refused with what to do.
+    let ran = plugin.run(&["suspend", "podinfo"]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    release
+        .wait_status(Duration::from_secs(30), |s| {
+            s["message"] == "suspended (spec.suspend)"
+        })
+        .await;
+    let ran = plugin.run(&["get"]).await;
+    assert!(ran.stdout.contains("Progressing (suspended)"), "{ran:?}");
+    let ran = plugin.run(&["promote", "podinfo"]).await;
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert!(
+        ran.stderr.contains("kubectl sluice resume podinfo"),
+        "{ran:?}"
+    );
+    assert_eq!(plugin.run(&["resume", "podinfo"]).await.code, 0);
+
+    // Aborted: rolled back, and `status --wait` says so with exit code 1.
+    let ran = plugin.run(&["abort", "podinfo"]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let ran = plugin
+        .run_within(
+            Duration::from_secs(90),
+            &["status", "podinfo", "--wait", "--timeout", "80s"],
+        )
+        .await;
+    assert_eq!(ran.code, 1, "rolled back: {ran:?}");
+    assert!(ran.stdout.contains("Verdict:    rolled back"), "{ran:?}");
+    assert!(ran.stdout.contains("sluice.dev/abort"), "{ran:?}");
+    let ran = plugin.run(&["promote", "podinfo"]).await;
+    assert_eq!(ran.code, 1, "nothing to promote: {ran:?}");
+    assert!(ran.stderr.contains("phase Failed"), "{ran:?}");
+
+    // Retried and promoted by hand, followed live by `watch` to its end.
+    let ran = plugin.run(&["retry", "podinfo"]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    release
+        .wait_status(Duration::from_secs(60), |s| s["phase"] == "Progressing")
+        .await;
+    let prometheus = release.prometheus_url();
+    let watch = plugin.spawn(&[
+        "watch",
+        "podinfo",
+        "--timeout",
+        "4m",
+        "--prometheus",
+        &prometheus,
+    ]);
+    // Its first look comes at once, the next ones every second.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ran = plugin.run(&["promote", "podinfo"]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let watched = tokio::time::timeout(Duration::from_secs(240), watch.wait_with_output())
+        .await
+        .expect("watch ends with the release")
+        .expect("watch output");
+    let out = String::from_utf8_lossy(&watched.stdout);
+    eprintln!("$ kubectl sluice watch podinfo\n{out}");
+    assert_eq!(watched.status.code(), Some(0), "promoted: {out}");
+    assert!(out.contains("Progressing weight"), "{out}");
+    // Each arm's traffic, from the Prometheus that scrapes the pods.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("| req/s ") && !l.contains("req/s –/–")),
+        "{out}"
+    );
+    assert!(out.contains("release ended: Succeeded"), "{out}");
+    let ran = plugin.run(&["status", "podinfo"]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(ran.stdout.contains("Verdict:    promoted"), "{ran:?}");
+
+    // A Canary that does not exist, and a cluster that cannot be reached.
+    let ran = plugin.run(&["status", "nope"]).await;
+    assert_eq!(ran.code, 67, "{ran:?}");
+    assert!(ran.stderr.contains("canary"), "{ran:?}");
+    let ran = plugin
+        .run(&["get", "--kubeconfig", "/nonexistent/kubeconfig"])
+        .await;
+    assert_eq!(ran.code, 69, "{ran:?}");
+}

@@ -117,6 +117,7 @@ fn timeline() -> Timeline {
     });
     Timeline {
         scenario: "errors".into(),
+        title: None,
         canary: "demo/podinfo".into(),
         interval_seconds: 10,
         alpha: 0.01,

@@ -20,12 +20,18 @@ impl Exit {
     pub const INCONCLUSIVE: Exit = Exit(2);
     /// `import`: the output was produced, but something could not be mapped.
     pub const PARTIAL: Exit = Exit(2);
+    /// `kubectl sluice status` and `watch`: a release is still under way (or the controller has
+    /// not caught up with the spec yet).
+    pub const IN_PROGRESS: Exit = Exit(3);
     /// A bad command line (sysexits' EX_USAGE, as the codes below follow sysexits).
     pub const USAGE: Exit = Exit(64);
     /// An invalid Canary, MetricTemplate or Secret.
     pub const INVALID_INPUT: Exit = Exit(65);
     /// A file that cannot be read (or written).
     pub const NO_INPUT: Exit = Exit(66);
+    /// `kubectl sluice`: the Canary named does not exist (sysexits' EX_NOUSER, "addressee
+    /// unknown", the nearest).
+    pub const NOT_FOUND: Exit = Exit(67);
     /// Prometheus or the cluster cannot be reached, or a prerequisite is missing.
     pub const UNREACHABLE: Exit = Exit(69);
     /// Prometheus refused or failed a query.

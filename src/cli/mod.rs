@@ -10,5 +10,6 @@ pub mod demo_app;
 pub mod demo_controller;
 pub mod exit;
 pub mod import;
+pub mod kubectl;
 pub mod readable;
 pub mod runtime;

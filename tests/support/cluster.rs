@@ -804,6 +804,97 @@ impl Drop for Controller {
 
 pub use sluice_demo::gateway::read_weights as read_route_weights;
 
+/// The `sluice` binary installed as the kubectl plugin `kubectl-sluice` (a link of that name
+/// on the PATH, as a package or krew installs it), run as a user would: `kubectl sluice ...`
+/// through the real kubectl, with the administrator's kubeconfig and `-n NAMESPACE`.
+pub struct Plugin {
+    kubectl: PathBuf,
+    path: std::ffi::OsString,
+    kubeconfig: PathBuf,
+    namespace: String,
+}
+
+/// What one plugin command did.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Longest a plugin command other than `watch` or `status --wait` may take.
+const PLUGIN_LIMIT: Duration = Duration::from_secs(30);
+
+impl Plugin {
+    pub fn install(ns: &TestNamespace) -> Self {
+        let dir = ns.dir.path().join("bin");
+        std::fs::create_dir_all(&dir).expect("bin dir");
+        let bin = dir.join("kubectl-sluice");
+        if !bin.exists() {
+            std::os::unix::fs::symlink(SLUICE, &bin).expect("kubectl-sluice link");
+        }
+        let mut path = vec![dir];
+        path.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        Self {
+            // kubectl and helm come from the same tools folder (e2e/cluster/tools.sh).
+            kubectl: shared().helm.with_file_name("kubectl"),
+            path: std::env::join_paths(path).expect("PATH"),
+            kubeconfig: shared().plane.kubeconfig.clone(),
+            namespace: ns.name.clone(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.kubectl);
+        command
+            .arg("sluice")
+            .args(args)
+            .env("PATH", &self.path)
+            .args(["-n", &self.namespace])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("SLUICE_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `kubectl sluice ARGS -n NAMESPACE` to its end, within `limit`.
+    pub async fn run_within(&self, limit: Duration, args: &[&str]) -> Ran {
+        let child = self.command(args).spawn().expect("kubectl-sluice starts");
+        let output = tokio::time::timeout(limit, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("kubectl sluice {args:?} did not end within {limit:?}"))
+            .expect("kubectl-sluice output");
+        let ran = Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        eprintln!(
+            "$ kubectl sluice {} -n {}   # exit {}\n{}{}",
+            args.join(" "),
+            self.namespace,
+            ran.code,
+            ran.stdout,
+            ran.stderr
+        );
+        ran
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Ran {
+        self.run_within(PLUGIN_LIMIT, args).await
+    }
+
+    /// Starts a long-running command (`watch`); killed when dropped.
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        self.command(args).spawn().expect("kubectl-sluice starts")
+    }
+}
+
 /// A release of the demo's Canary in a test namespace: the apps, router, load and Prometheus
 /// of the demo's stage, the gateway that feeds the router from the HTTPRoute, the templates,
 /// the target Deployment and the Canary.

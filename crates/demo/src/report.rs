@@ -529,6 +529,7 @@ mod tests {
             .collect();
         Timeline {
             scenario: "errors <b>".into(),
+            title: None,
             canary: "demo/podinfo".into(),
             interval_seconds: 10,
             alpha: 0.01,

@@ -449,6 +449,7 @@ async fn drive_demo(
     align_to_second().await;
     let mut timeline = Timeline {
         scenario: options.scenario.name().into(),
+        title: None,
         canary: format!("{namespace}/{}", canary.name_any()),
         interval_seconds: canary.spec.analysis.interval.as_secs(),
         alpha: canary.spec.analysis.alpha,

@@ -85,6 +85,10 @@ pub struct Decision {
 #[serde(rename_all = "camelCase")]
 pub struct Timeline {
     pub scenario: String,
+    /// What the live view's first line calls the run; `sluice demo · scenario S` when none
+    /// (`kubectl sluice watch` names itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     /// `namespace/name`.
     pub canary: String,
     pub interval_seconds: u64,

@@ -84,10 +84,13 @@ fn arm_row(label: &str, primary: String, canary: String) -> String {
 pub fn frame(timeline: &Timeline, snapshot: &Snapshot) -> Vec<String> {
     let threshold = (1.0 / timeline.alpha).log10();
     let weight_cells = (snapshot.weight as usize * 20).div_ceil(100).min(20);
+    let title = timeline
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("sluice demo · scenario {}", timeline.scenario));
     let mut lines = vec![
         format!(
-            "sluice demo · scenario {} · Canary {} · {}",
-            timeline.scenario,
+            "{title} · Canary {} · {}",
             timeline.canary,
             clock(snapshot.at - timeline.started_at)
         ),
@@ -273,6 +276,7 @@ mod tests {
     fn timeline() -> Timeline {
         Timeline {
             scenario: "errors".into(),
+            title: None,
             canary: "demo/podinfo".into(),
             interval_seconds: 10,
             alpha: 0.01,
