@@ -981,3 +981,231 @@ async fn kubectl_sluice_follows_and_steers_a_release() {
         .await;
     assert_eq!(ran.code, 69, "{ran:?}");
 }
+
+/// A Prometheus scraping the controller's `/metrics` every second, as the chart's ServiceMonitor
+/// does: under the target labels Kubernetes discovery gives the controller's pod (another
+/// namespace than the Canaries'), with `honor_labels` so the Canaries' own `namespace` wins.
+async fn scrape_controller(
+    release: &Release,
+    controller: &Controller,
+) -> sluice_demo::prometheus::PrometheusServer {
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: sluice\n    honor_labels: true\n    static_configs:\n      - targets: ['{}']\n        labels: {{namespace: sluice-system, pod: sluice-5d8f7c6b9-x7k2p}}\n",
+        controller.metrics
+    );
+    let binary = sluice_demo::prometheus::find_binary().unwrap_or_else(|e| panic!("{e}"));
+    let dir = release.ns.dir.path().join("monitoring");
+    sluice_demo::prometheus::PrometheusServer::start_with(&binary, &dir, &config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The dashboard's query with Grafana's variables as a user viewing this Canary would have
+/// them; panics on a variable it does not know, so a new one cannot go untested.
+fn dashboard_query(expr: &str, namespace: &str, canary: &str) -> String {
+    let query = expr
+        .replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$__range", "15m")
+        .replace("${namespace}", namespace)
+        .replace("$namespace", namespace)
+        .replace("${canary}", canary)
+        .replace("$canary", canary);
+    assert!(
+        !query.contains('$'),
+        "a variable this test does not set: {query}"
+    );
+    query
+}
+
+/// The PromQL equivalent of Grafana's `label_values(SELECTOR, LABEL)`.
+fn label_values_query(variable: &str) -> (String, String) {
+    let inner = variable
+        .strip_prefix("label_values(")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not a label_values query: {variable}"));
+    let (selector, label) = inner
+        .rsplit_once(',')
+        .unwrap_or_else(|| panic!("label_values without a label: {variable}"));
+    let label = label.trim().to_string();
+    (format!("group by ({label}) ({})", selector.trim()), label)
+}
+
+/// Runs `query` on `prometheus` until it returns a series with a finite value, for up to
+/// `limit`; the last answer otherwise.
+async fn query_until_data(
+    prometheus: &sluice_controller::providers::prometheus::PrometheusProvider,
+    query: &str,
+    limit: Duration,
+) -> Result<Vec<sluice_controller::providers::Sample>, String> {
+    use sluice_controller::providers::Provider;
+    let started = Instant::now();
+    loop {
+        let answer = prometheus
+            .query(query, sluice_controller::clock::unix_seconds())
+            .await;
+        let last = match answer {
+            Ok(samples) if samples.iter().any(|s| s.value.is_finite()) => return Ok(samples),
+            Ok(samples) => format!("no data: {samples:?}"),
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() > limit {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_panel_has_data_from_a_real_controller() {
+    // A guardrail whose provider is down, so that its looks are query errors; the error-rate
+    // comparison still rolls the canary back.
+    let release = Release::start_edited("dashboard", Scenario::Errors, &|canary| {
+        let metrics = canary["spec"]["analysis"]["metrics"]
+            .as_array_mut()
+            .expect("the demo Canary's metrics");
+        metrics.push(
+            json!({"name": "uptime", "templateRef": {"name": "unreachable"},
+            "thresholdRange": {"min": 1}}),
+        );
+    })
+    .await;
+    release
+        .ns
+        .apply(
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "MetricTemplate",
+            "metadata": {"name": "unreachable"},
+            // Port 1 of 127.0.0.1: nothing listens, every query is refused at once.
+            "spec": {"provider": {"type": "prometheus", "address": "http://127.0.0.1:1"},
+                "query": "min(up)"}}),
+        )
+        .await;
+    // A second Canary whose router cannot work (its Ingress does not exist), so that
+    // reconciles fail for a reason the dashboard shows.
+    release
+        .ns
+        .apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "backend", "labels": {"app": "backend"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "backend"}},
+                "template": {"metadata": {"labels": {"app": "backend"}},
+                    "spec": {"containers": [{"name": "backend", "image": "backend:1.0.0",
+                        "ports": [{"containerPort": 8080, "name": "http"}]}]}}}}))
+        .await;
+    release
+        .ns
+        .apply(
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Canary",
+            "metadata": {"name": "backend"},
+            "spec": {"provider": "nginx",
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "backend"},
+                "ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                    "name": "missing"},
+                "service": {"port": 8080},
+                "analysis": {"interval": "10s", "threshold": 5, "stepWeight": 10,
+                    "maxWeight": 50}}}),
+        )
+        .await;
+    let controller = Controller::start(&release.ns, &release.prometheus_url(), "a", true).await;
+    let monitoring = scrape_controller(&release, &controller).await;
+    release.wait_initialized().await;
+    release.new_image("podinfo:1.1.0").await;
+    let started = Instant::now();
+    let weights = release.follow_until_done(RELEASE_LIMIT).await;
+    let status = release.status().await;
+    assert_eq!(status["phase"], "Failed", "{}", release.describe().await);
+    eprintln!(
+        "dashboard: rolled back in {:.1?}, HTTPRoute weights {weights:?}",
+        started.elapsed()
+    );
+
+    let prometheus = sluice_demo::prometheus::provider(&monitoring.url(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ns = release.ns.name.clone();
+    // The rollback as the metrics tell it: the error-rate e-value at or above its line, and the
+    // broken guardrail's looks counted as query errors.
+    for (what, query) in [
+        (
+            "the error-rate e-value crossed 1/alpha",
+            format!(
+                r#"sluice_canary_e_value{{namespace="{ns}",name="podinfo",metric="error-rate"}} >= on (namespace, name) group_left sluice_canary_e_value_threshold"#
+            ),
+        ),
+        (
+            "the unreachable guardrail's looks are query errors",
+            format!(
+                r#"sluice_metric_query_errors_total{{namespace="{ns}",name="podinfo",metric="uptime"}} > 0"#
+            ),
+        ),
+        (
+            "a rolled-back release is counted",
+            r#"sluice_releases_total{outcome="failed"} > 0"#.to_string(),
+        ),
+        (
+            "the broken router's reconciles are counted",
+            r#"sluice_reconcile_errors_total{error="router"} > 0"#.to_string(),
+        ),
+    ] {
+        if let Err(last) = query_until_data(&prometheus, &query, Duration::from_secs(30)).await {
+            panic!("{what}: {query}\n  {last}\n{}", release.describe().await);
+        }
+    }
+
+    let path = format!(
+        "{}/charts/sluice/dashboards/sluice.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("the dashboard"))
+            .expect("the dashboard is JSON");
+    let mut failures = Vec::new();
+    // The template variables list this Canary, as a user picks it.
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables")
+    {
+        let Some(definition) = variable["query"]["query"].as_str() else {
+            continue;
+        };
+        let (query, label) = label_values_query(&dashboard_query(definition, &ns, "podinfo"));
+        let wanted = if label == "namespace" {
+            ns.as_str()
+        } else {
+            "podinfo"
+        };
+        match query_until_data(&prometheus, &query, Duration::from_secs(10)).await {
+            Ok(samples)
+                if samples
+                    .iter()
+                    .any(|s| s.labels.get(&label).map(String::as_str) == Some(wanted)) => {}
+            other => failures.push(format!(
+                "variable {}: {definition}\n  as {query}\n  lacks {wanted}: {other:?}",
+                variable["name"]
+            )),
+        }
+    }
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or("(untitled)");
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or_default();
+            let query = dashboard_query(expr, &ns, "podinfo");
+            queries += 1;
+            if let Err(last) = query_until_data(&prometheus, &query, Duration::from_secs(10)).await
+            {
+                failures.push(format!(
+                    "panel {title:?}, target {}: {query}\n  {last}",
+                    target["refId"]
+                ));
+            }
+        }
+    }
+    assert!(queries >= 8, "only {queries} queries in the dashboard");
+    assert!(
+        failures.is_empty(),
+        "dashboard queries without data on a Prometheus scraping the controller:\n{}",
+        failures.join("\n")
+    );
+    drop(monitoring);
+    drop(controller);
+    release.stop().await;
+}

@@ -742,6 +742,8 @@ pub fn crd_rule_messages() -> Vec<String> {
 pub struct Controller {
     child: Child,
     pub log: PathBuf,
+    /// Where it serves `/metrics` (and its health endpoints): `127.0.0.1:PORT`.
+    pub metrics: String,
 }
 
 impl Controller {
@@ -757,9 +759,10 @@ impl Controller {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
+        let metrics = format!("127.0.0.1:{port}");
         let child = Command::new(SLUICE)
             .arg("controller")
-            .args(["--metrics-address", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-address", &metrics])
             .args(["--prometheus-address", prometheus])
             .args(["--watch-namespace", &ns.name])
             .args(["--lease-namespace", &ns.name])
@@ -782,7 +785,11 @@ impl Controller {
             )
             .spawn()
             .expect("sluice controller starts");
-        Self { child, log }
+        Self {
+            child,
+            log,
+            metrics,
+        }
     }
 
     /// SIGKILL, as a node failure or an OOM kill would.

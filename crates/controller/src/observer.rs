@@ -12,6 +12,7 @@ use kube::ResourceExt;
 use crate::cluster::{Cluster, ObjectRef};
 use crate::providers::collect::Collector;
 use crate::providers::{self, BoxFuture, Credentials, Provider};
+use crate::telemetry::Metrics;
 use sluice_core::analysis::Observation;
 use sluice_core::api::{Canary, MetricTemplate, ProviderSpec};
 use sluice_core::rollout::MetricsWindow;
@@ -36,6 +37,8 @@ pub struct PrometheusObserver {
     /// Providers (HTTP clients and their connection pools) by what makes them: the comparisons
     /// look every check, and a client per look would mean a new pool every 15 s per template.
     providers: std::sync::Mutex<BTreeMap<String, Arc<dyn Provider>>>,
+    /// Where failed queries are counted (`sluice_metric_query_errors_total`), if anywhere.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Distinct provider configurations kept before the cache starts again (rotated credentials
@@ -53,6 +56,22 @@ impl PrometheusObserver {
             default_address,
             timeout,
             providers: std::sync::Mutex::new(BTreeMap::new()),
+            metrics: None,
+        }
+    }
+
+    /// Counts the looks whose queries failed in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts a metric that could not be measured for another reason than a lack of data: an
+    /// outage or a mistake, which holds the release as no data does but is someone's to fix.
+    fn count_error(&self, canary: &Canary, metric: &str) {
+        if let Some(metrics) = &self.metrics {
+            let namespace = canary.namespace().unwrap_or_else(|| "default".into());
+            metrics.record_query_error(&namespace, &canary.name_any(), metric);
         }
     }
 
@@ -177,9 +196,16 @@ impl PrometheusObserver {
             .observe(at, Some(window))
             .await
             .into_iter()
-            .map(|(metric, result)| Observation {
-                metric,
-                result: result.map_err(|e| e.to_string()),
+            .map(|(metric, result)| {
+                if let Err(e) = &result
+                    && !e.is_no_data()
+                {
+                    self.count_error(canary, &metric);
+                }
+                Observation {
+                    metric,
+                    result: result.map_err(|e| e.to_string()),
+                }
             })
             .collect())
     }
@@ -195,15 +221,19 @@ impl Observer for PrometheusObserver {
         Box::pin(async move {
             match self.collect(canary, at, window).await {
                 Ok(observations) => observations,
+                // Nothing could be asked: every metric of this look failed.
                 Err(reason) => canary
                     .spec
                     .analysis
                     .metrics
                     .iter()
                     .filter(|m| window.guardrails || m.comparison.is_some())
-                    .map(|m| Observation {
-                        metric: m.name.clone(),
-                        result: Err(reason.clone()),
+                    .map(|m| {
+                        self.count_error(canary, &m.name);
+                        Observation {
+                            metric: m.name.clone(),
+                            result: Err(reason.clone()),
+                        }
                     })
                     .collect(),
             }

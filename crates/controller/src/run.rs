@@ -168,11 +168,14 @@ pub async fn run(options: Options) -> Result<(), RunError> {
 
     let cluster: Arc<dyn Cluster> = Arc::new(KubeCluster::new(client.clone()));
     let hooks = Hooks::new().map_err(|e| RunError::Setup(e.to_string()))?;
-    let observer = Arc::new(PrometheusObserver::new(
-        cluster.clone(),
-        options.prometheus_address.clone(),
-        options.query_timeout,
-    ));
+    let observer = Arc::new(
+        PrometheusObserver::new(
+            cluster.clone(),
+            options.prometheus_address.clone(),
+            options.query_timeout,
+        )
+        .with_metrics(metrics.clone()),
+    );
     // The alerts share the webhooks' HTTP client, and send from a task of their own.
     let alerts = Alerts::start(
         cluster.clone(),
@@ -251,6 +254,10 @@ pub async fn run(options: Options) -> Result<(), RunError> {
                     let mut canary = WatchRef::<Canary>::new(&object.name);
                     canary.namespace = object.namespace.clone();
                     forget.failures.forget(&canary);
+                    forget.metrics.forget(
+                        object.namespace.as_deref().unwrap_or("default"),
+                        &object.name,
+                    );
                     tracing::debug!(canary = %object, "gone before its retry");
                 }
                 // Logged in the reconcile's span, with what happens next.
@@ -500,12 +507,16 @@ async fn reconcile_once(
     let Some(canary) =
         super::reconcile::load_canary(data.ctx.cluster.as_ref(), namespace, name).await?
     else {
+        data.metrics.forget(namespace, name);
         return Ok(Requeue::await_change());
     };
     // Before validation: a Canary being deleted is let go whatever its spec.
     if finalize::is_deleted(&canary) {
         return match finalize::finalize(&data.ctx, &canary, now()).await? {
-            Finalized::Done => Ok(Requeue::await_change()),
+            Finalized::Done => {
+                data.metrics.forget(namespace, name);
+                Ok(Requeue::await_change())
+            }
             Finalized::Again(after) => Ok(Requeue::requeue(after)),
         };
     }
@@ -550,6 +561,12 @@ async fn reconcile_once(
         &outcome.decision.status,
         &results,
         at,
+    );
+    data.metrics.record_evidence(
+        namespace,
+        name,
+        &outcome.decision.status,
+        canary.spec.analysis.alpha,
     );
     let span = tracing::Span::current();
     if let Some(phase) = outcome.decision.status.phase {

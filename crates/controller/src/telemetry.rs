@@ -1,7 +1,9 @@
 //! sluice's own Prometheus metrics, kept apart from the logic: the reconcile reports what it did
 //! and this turns it into series.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -14,10 +16,21 @@ use prometheus_client::registry::Registry;
 use sluice_core::analysis::Outcome as MetricOutcome;
 use sluice_core::api::{CanaryStatus, Phase};
 
+/// A gauge of fractional values (e-values, their line).
+type FloatGauge = Gauge<f64, AtomicU64>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CanaryLabels {
     namespace: String,
     name: String,
+}
+
+/// One metric (comparison or guardrail) of one Canary.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetricLabels {
+    namespace: String,
+    name: String,
+    metric: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,8 +96,19 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     leader: Gauge,
     alerts: Family<AlertLabels, Counter>,
-    /// Serialises encoding with updates of several families at once.
-    lock: Mutex<()>,
+    e_value: Family<MetricLabels, FloatGauge>,
+    e_value_threshold: Family<CanaryLabels, FloatGauge>,
+    query_errors: Family<MetricLabels, Counter>,
+    /// Serialises encoding with updates of several families at once, and holds what a family
+    /// cannot be asked: which comparisons of each Canary have an e-value series.
+    lock: Mutex<Exported>,
+}
+
+/// The per-Canary series whose labels come from the Canary's evidence, so that those of a
+/// comparison gone from it (a new release, a metric removed from the spec) can be removed.
+#[derive(Default)]
+struct Exported {
+    comparisons: HashMap<CanaryLabels, BTreeSet<String>>,
 }
 
 impl Default for Metrics {
@@ -112,6 +136,9 @@ impl Metrics {
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 13));
         let leader = Gauge::default();
         let alerts = Family::<AlertLabels, Counter>::default();
+        let e_value = Family::<MetricLabels, FloatGauge>::default();
+        let e_value_threshold = Family::<CanaryLabels, FloatGauge>::default();
+        let query_errors = Family::<MetricLabels, Counter>::default();
         registry.register(
             "canary_phase",
             "1 for the phase each Canary is in",
@@ -159,6 +186,21 @@ impl Metrics {
             "Alerts sent or failed, by provider, provider type, event and outcome",
             alerts.clone(),
         );
+        registry.register(
+            "canary_e_value",
+            "E-value of each comparison in the current or last release: evidence against the canary, rolled back at 1/alpha",
+            e_value.clone(),
+        );
+        registry.register(
+            "canary_e_value_threshold",
+            "The e-value at which a comparison rolls the canary back: 1/alpha",
+            e_value_threshold.clone(),
+        );
+        registry.register(
+            "metric_query_errors",
+            "Looks at a metric that failed for another reason than a lack of data: provider unreachable or refusing the query, a missing template or provider",
+            query_errors.clone(),
+        );
         Self {
             registry,
             phase,
@@ -172,7 +214,10 @@ impl Metrics {
             reconcile_duration,
             leader,
             alerts,
-            lock: Mutex::new(()),
+            e_value,
+            e_value_threshold,
+            query_errors,
+            lock: Mutex::new(Exported::default()),
         }
     }
 
@@ -187,7 +232,7 @@ impl Metrics {
         outcomes: &[(String, MetricOutcome)],
         now: i64,
     ) {
-        let _guard = self.lock.lock();
+        let _guard = self.exported();
         self.reconciles.inc();
         let canary = CanaryLabels {
             namespace: namespace.into(),
@@ -256,6 +301,86 @@ impl Metrics {
             .inc();
     }
 
+    /// Sets the e-value of each comparison in `status`'s evidence and its line, 1/`alpha`; the
+    /// series of comparisons no longer in the evidence go. The evidence outlives the release
+    /// (a rolled-back canary shows the e-value that rolled it back) until the next release
+    /// starts afresh, and so do these series.
+    pub fn record_evidence(&self, namespace: &str, name: &str, status: &CanaryStatus, alpha: f64) {
+        let mut exported = self.exported();
+        let canary = CanaryLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let labels = |metric: &str| MetricLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+            metric: metric.into(),
+        };
+        let now: BTreeSet<String> = status
+            .evidence
+            .metrics
+            .iter()
+            .filter_map(|m| {
+                let test = m.sequential.as_ref()?;
+                // Stored as a natural log so that it neither overflows nor underflows in the
+                // status; exported as the e-value itself, which is what 1/alpha is compared to.
+                self.e_value
+                    .get_or_create(&labels(&m.name))
+                    .set(test.log_e_value.exp());
+                Some(m.name.clone())
+            })
+            .collect();
+        let before = exported.comparisons.remove(&canary).unwrap_or_default();
+        for gone in before.difference(&now) {
+            self.e_value.remove(&labels(gone));
+        }
+        if now.is_empty() {
+            self.e_value_threshold.remove(&canary);
+        } else {
+            self.e_value_threshold
+                .get_or_create(&canary)
+                .set(1.0 / alpha);
+            exported.comparisons.insert(canary, now);
+        }
+    }
+
+    /// Removes the gauges of a Canary that is gone; its counters stay, as counters do.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let mut exported = self.exported();
+        let canary = CanaryLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        for phase in PHASES {
+            self.phase.remove(&PhaseLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                phase: format!("{phase:?}"),
+            });
+        }
+        self.weight.remove(&canary);
+        self.failed_checks.remove(&canary);
+        self.e_value_threshold.remove(&canary);
+        for metric in exported.comparisons.remove(&canary).unwrap_or_default() {
+            self.e_value.remove(&MetricLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                metric,
+            });
+        }
+    }
+
+    /// Counts one look at `metric` of a Canary that failed for another reason than no data.
+    pub fn record_query_error(&self, namespace: &str, name: &str, metric: &str) {
+        self.query_errors
+            .get_or_create(&MetricLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                metric: metric.into(),
+            })
+            .inc();
+    }
+
     /// Records how long one reconcile took, whatever its outcome.
     pub fn record_duration(&self, took: Duration) {
         self.reconcile_duration.observe(took.as_secs_f64());
@@ -278,9 +403,16 @@ impl Metrics {
         self.leader.set(i64::from(leader));
     }
 
+    fn exported(&self) -> std::sync::MutexGuard<'_, Exported> {
+        // A panic elsewhere leaves the bookkeeping as usable as it was; carry on with it.
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
-        let _guard = self.lock.lock();
+        let _guard = self.exported();
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -367,6 +499,121 @@ mod tests {
         );
         assert!(
             text.contains(r#"sluice_alerts_total{provider="test/chat",type="unknown",event="started",outcome="failed"} 1"#),
+            "{text}"
+        );
+    }
+
+    /// A status whose evidence has these comparisons (name, ln of the e-value) and a guardrail.
+    fn with_evidence(comparisons: &[(&str, f64)]) -> CanaryStatus {
+        use sluice_core::api::{EvidenceKind, MetricEvidence};
+        let mut metrics: Vec<MetricEvidence> = comparisons
+            .iter()
+            .map(|(name, log_e_value)| {
+                let mut test = sluice_core::analysis::sequential::new_state(1.0);
+                test.log_e_value = *log_e_value;
+                MetricEvidence::new(name, EvidenceKind::ErrorRate, Some(test))
+            })
+            .collect();
+        metrics.push(MetricEvidence::new(
+            "success-rate",
+            EvidenceKind::Guardrail,
+            None,
+        ));
+        let mut status = CanaryStatus {
+            phase: Some(Phase::Progressing),
+            ..CanaryStatus::default()
+        };
+        status.evidence.metrics = metrics;
+        status
+    }
+
+    #[test]
+    fn exports_each_comparisons_e_value_and_its_line() {
+        let m = Metrics::new();
+        let status = with_evidence(&[("error-rate", 100f64.ln()), ("latency", 0.5f64.ln())]);
+        m.record_evidence("test", "podinfo", &status, 0.01);
+        let text = m.encode();
+        let value = |metric: &str| {
+            let prefix = format!(
+                r#"sluice_canary_e_value{{namespace="test",name="podinfo",metric="{metric}"}} "#
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        let error_rate = value("error-rate").expect(&text);
+        assert!((error_rate - 100.0).abs() < 1e-9, "{text}");
+        let latency = value("latency").expect(&text);
+        assert!((latency - 0.5).abs() < 1e-12, "{text}");
+        // Guardrails have no e-value.
+        assert_eq!(value("success-rate"), None, "{text}");
+        assert!(
+            text.contains(
+                r#"sluice_canary_e_value_threshold{namespace="test",name="podinfo"} 100.0"#
+            ),
+            "{text}"
+        );
+        // A new release starts with no evidence: its comparisons' series and the line go.
+        m.record_evidence("test", "podinfo", &with_evidence(&[("latency", 0.0)]), 0.01);
+        let text = m.encode();
+        assert!(!text.contains(r#"metric="error-rate""#), "{text}");
+        assert!(
+            text.contains(
+                r#"sluice_canary_e_value{namespace="test",name="podinfo",metric="latency"} 1.0"#
+            ),
+            "{text}"
+        );
+        m.record_evidence("test", "podinfo", &CanaryStatus::default(), 0.01);
+        let text = m.encode();
+        assert!(!text.contains("sluice_canary_e_value{"), "{text}");
+        assert!(!text.contains("sluice_canary_e_value_threshold{"), "{text}");
+    }
+
+    #[test]
+    fn a_canary_gone_takes_its_gauges_and_leaves_the_others() {
+        let m = Metrics::new();
+        let status = with_evidence(&[("error-rate", 1.0)]);
+        for name in ["podinfo", "backend"] {
+            m.record("test", name, None, &status, &[], 0);
+            m.record_evidence("test", name, &status, 0.05);
+            m.record_query_error("test", name, "error-rate");
+        }
+        m.forget("test", "podinfo");
+        let text = m.encode();
+        for family in [
+            "sluice_canary_phase{",
+            "sluice_canary_weight{",
+            "sluice_canary_failed_checks{",
+            "sluice_canary_e_value{",
+            "sluice_canary_e_value_threshold{",
+        ] {
+            let of = |name: &str| {
+                text.lines()
+                    .any(|l| l.starts_with(family) && l.contains(&format!(r#"name="{name}""#)))
+            };
+            assert!(!of("podinfo"), "{family} of podinfo stays:\n{text}");
+            assert!(of("backend"), "{family} of backend is gone:\n{text}");
+        }
+        // Counters stay: a rate over them must not see a reset.
+        assert!(
+            text.contains(r#"sluice_metric_query_errors_total{namespace="test",name="podinfo",metric="error-rate"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn counts_query_errors_per_canary_and_metric() {
+        let m = Metrics::new();
+        m.record_query_error("test", "podinfo", "error-rate");
+        m.record_query_error("test", "podinfo", "error-rate");
+        m.record_query_error("test", "podinfo", "latency");
+        let text = m.encode();
+        assert!(
+            text.contains(r#"sluice_metric_query_errors_total{namespace="test",name="podinfo",metric="error-rate"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_metric_query_errors_total{namespace="test",name="podinfo",metric="latency"} 1"#),
             "{text}"
         );
     }

@@ -114,7 +114,13 @@ impl PrometheusServer {
         Self::start_with(binary, dir, &discovery_config(&file)).await
     }
 
-    async fn start_with(binary: &Path, dir: &Path, config: &str) -> Result<Self, PrometheusError> {
+    /// As `start`, with a configuration of the caller's (`prometheus.yml`, written into `dir`):
+    /// for scrape jobs unlike the demo's, such as a controller's own metrics.
+    pub async fn start_with(
+        binary: &Path,
+        dir: &Path,
+        config: &str,
+    ) -> Result<Self, PrometheusError> {
         let write = |path: PathBuf, text: &str| {
             std::fs::write(&path, text).map_err(|source| PrometheusError::Write { path, source })
         };
