@@ -1209,3 +1209,137 @@ async fn every_dashboard_panel_has_data_from_a_real_controller() {
     drop(controller);
     release.stop().await;
 }
+
+/// The Canaries' Events, as (reporting instance, note), oldest first.
+async fn events_by_instance(ns: &TestNamespace, canary: &str) -> Vec<(String, String)> {
+    let events = ns.api("events.k8s.io/v1", "Event").await;
+    let mut list: Vec<(String, String, String)> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.data["regarding"]["kind"] == "Canary" && e.data["regarding"]["name"] == canary
+        })
+        .map(|e| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+            (
+                text(&e.data["eventTime"]),
+                text(&e.data["reportingInstance"]),
+                text(&e.data["note"]),
+            )
+        })
+        .collect();
+    list.sort();
+    list.into_iter().map(|(_, who, note)| (who, note)).collect()
+}
+
+/// Two shards split the Canaries of a cluster by Flux's label, `sharding.fluxcd.io/key`: each
+/// Canary is reconciled by exactly one, and one relabelled moves to the other shard, which
+/// carries on from its status (no second initialization) and runs its next release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_split_the_canaries_and_a_relabelled_one_moves() {
+    const KEY: &str = "sharding.fluxcd.io/key";
+    let release = Release::start_edited("shards", Scenario::Good, &|c| {
+        c["metadata"]["labels"] = json!({KEY: "one"});
+    })
+    .await;
+    // A second Canary, in no shard, for another Deployment.
+    let backend = |v: serde_json::Value| -> serde_json::Value {
+        serde_json::from_str(&v.to_string().replace("podinfo", "backend")).expect("JSON")
+    };
+    release
+        .ns
+        .apply(backend(harness::deployment("podinfo:1.0.0", false)))
+        .await;
+    let mut second = release.canary().await;
+    for field in ["status", "metadata"] {
+        second.as_object_mut().expect("object").remove(field);
+    }
+    second["metadata"] = json!({"name": "podinfo", "namespace": release.ns.name});
+    release.ns.apply(backend(second)).await;
+
+    let prometheus = release.prometheus_url();
+    let _one = Controller::start_with(
+        &release.ns,
+        &prometheus,
+        "shard-one",
+        true,
+        &[
+            "--watch-label-selector",
+            &format!("{KEY}=one"),
+            "--lease-name",
+            "sluice-one",
+        ],
+    )
+    .await;
+    let _rest = Controller::start_with(
+        &release.ns,
+        &prometheus,
+        "shard-rest",
+        true,
+        &[
+            "--watch-label-selector",
+            &format!("!{KEY}"),
+            "--lease-name",
+            "sluice-rest",
+        ],
+    )
+    .await;
+    release.wait_initialized().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while release
+        .ns
+        .get("sluice.dev/v1alpha1", "Canary", "backend")
+        .await["status"]["phase"]
+        != "Initialized"
+    {
+        assert!(Instant::now() < deadline, "backend never initialized");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Each Canary's steps were taken by its own shard alone.
+    let who = |events: &[(String, String)]| {
+        let mut who: Vec<String> = events.iter().map(|(w, _)| w.clone()).collect();
+        who.dedup();
+        who
+    };
+    let podinfo = events_by_instance(&release.ns, "podinfo").await;
+    assert_eq!(who(&podinfo), ["shard-one"], "{podinfo:?}");
+    let backend_events = events_by_instance(&release.ns, "backend").await;
+    assert_eq!(who(&backend_events), ["shard-rest"], "{backend_events:?}");
+
+    // Relabelled out of shard one: the other shard takes it over from its status.
+    let canaries = release.ns.api("sluice.dev/v1alpha1", "Canary").await;
+    canaries
+        .patch(
+            "podinfo",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {KEY: null}}})),
+        )
+        .await
+        .expect("relabel");
+    release.new_image("podinfo:1.1.0").await;
+    release.follow_until_done(RELEASE_LIMIT).await;
+    assert_eq!(
+        release.phase().await,
+        "Succeeded",
+        "{}",
+        release.describe().await
+    );
+    let after: Vec<(String, String)> =
+        events_by_instance(&release.ns, "podinfo").await[podinfo.len()..].to_vec();
+    assert_eq!(who(&after), ["shard-rest"], "{after:?}");
+    assert!(
+        !after
+            .iter()
+            .any(|(_, note)| note.contains("Initialization")),
+        "initialized again: {after:?}"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|(_, note)| note.contains("promotion completed")),
+        "{after:?}"
+    );
+}

@@ -7,7 +7,7 @@ use sluice_core::analysis::{Observation, Observed, RequestCounts};
 use sluice_core::api::{Canary, CanaryStatus, HookType, Phase};
 use sluice_core::rollout::{
     Action, AlertEvent, AlertKind, Decision, HookOutcome, Inputs, MANUAL_ABORT, MANUAL_PROMOTE,
-    MANUAL_RETRY, Needs, Routes, Step, Workload, World, step,
+    MANUAL_RETRY, Needs, ReleaseQueue, Routes, Step, Workload, World, step,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -858,4 +858,69 @@ fn a_closed_gate_raises_one_alert_per_release_and_a_new_release_raises_again() {
             AlertKind::Waiting(HookType::ConfirmRollout)
         ]
     );
+}
+
+/// `--max-concurrent-releases`: a new revision (or a retry) without a free slot waits, with
+/// what it waits for, and takes neither the revision nor the retry as handled; it starts once
+/// a slot is free.
+#[test]
+fn a_release_without_a_free_slot_waits_queued_and_starts_when_one_is_free() {
+    let c = canary_strategy();
+    let status = initialized(&c);
+    let mut queued = world("rev2");
+    queued.release_queue = Some(ReleaseQueue {
+        in_flight: 3,
+        limit: 3,
+    });
+    let q = done(step(&c.spec, &status, &queued, &Inputs::default(), T0 + 20));
+    assert_eq!(q.status.phase, Some(Phase::Initialized));
+    assert_eq!(q.status.last_applied_spec.as_deref(), Some("rev1"));
+    let message = "queued: 3 releases in flight, as many as --max-concurrent-releases (3) allows; this one starts when one of them ends";
+    assert_eq!(q.status.message.as_deref(), Some(message));
+    assert!(
+        q.actions
+            .iter()
+            .any(|a| matches!(a, Action::Event { reason, .. } if reason == "Queued")),
+        "{:?}",
+        q.actions
+    );
+    assert!(q.requeue_seconds <= 10, "{}", q.requeue_seconds);
+    // Still queued: the same message, no second Event.
+    let again = done(step(
+        &c.spec,
+        &q.status,
+        &queued,
+        &Inputs::default(),
+        T0 + 30,
+    ));
+    assert_eq!(again.actions, no_events(&again.actions), "no second Event");
+    // A slot is free: the release starts.
+    let free = world("rev2");
+    let started = done(step(
+        &c.spec,
+        &again.status,
+        &free,
+        &Inputs::default(),
+        T0 + 40,
+    ));
+    assert_eq!(started.status.phase, Some(Phase::Progressing));
+    assert_eq!(started.status.last_applied_spec.as_deref(), Some("rev2"));
+
+    // A retry asked while queued is carried out once a slot is free.
+    let mut failed = started.status.clone();
+    failed.phase = Some(Phase::Failed);
+    let mut retry = queued.clone();
+    retry.annotations.insert(MANUAL_RETRY.into(), "1".into());
+    let held = done(step(&c.spec, &failed, &retry, &Inputs::default(), T0 + 50));
+    assert_eq!(held.status.phase, Some(Phase::Failed));
+    assert!(held.status.handled_actions.is_empty(), "{:?}", held.status);
+    retry.release_queue = None;
+    let retried = done(step(
+        &c.spec,
+        &held.status,
+        &retry,
+        &Inputs::default(),
+        T0 + 60,
+    ));
+    assert_eq!(retried.status.phase, Some(Phase::Progressing));
 }

@@ -33,6 +33,15 @@ pub struct Args {
     /// Watch one namespace only (default: all).
     #[arg(long)]
     watch_namespace: Option<String>,
+    /// Reconcile only the Canaries with these labels, a Kubernetes label selector: one shard
+    /// of a fleet split across controllers, e.g. `sharding.fluxcd.io/key=shard1`, and
+    /// `!sharding.fluxcd.io/key` for the controller that takes the rest (Flux's convention).
+    #[arg(long, value_name = "SELECTOR")]
+    watch_label_selector: Option<String>,
+    /// At most this many releases in flight at once; a new revision beyond it waits, queued,
+    /// until one ends (default: no limit).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_releases: Option<u32>,
     /// Router for Canaries without spec.provider: gatewayapi, gatewayapi:v1, kubernetes, nginx,
     /// istio, gamma, smi:v1alpha2 or linkerd.
     #[arg(long, default_value = "gatewayapi")]
@@ -53,6 +62,8 @@ pub fn run(args: Args) -> Exit {
         lease_namespace: args.lease_namespace,
         identity,
         watch_namespace: args.watch_namespace,
+        watch_label_selector: args.watch_label_selector,
+        max_concurrent_releases: args.max_concurrent_releases,
         router: args.router,
     };
     let runtime = match runtime::build(Flavour::MultiThread { workers: None }) {

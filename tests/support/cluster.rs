@@ -753,6 +753,17 @@ impl Controller {
         identity: &str,
         leader_election: bool,
     ) -> Self {
+        Self::start_with(ns, prometheus, identity, leader_election, &[]).await
+    }
+
+    /// As `start`, with more flags (`--watch-label-selector`, `--lease-name`, ...).
+    pub async fn start_with(
+        ns: &TestNamespace,
+        prometheus: &str,
+        identity: &str,
+        leader_election: bool,
+        extra: &[&str],
+    ) -> Self {
         let kubeconfig = ns.controller_kubeconfig().await;
         let log = ns.dir.path().join(format!("controller-{identity}.log"));
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -771,6 +782,7 @@ impl Controller {
                 "--leader-election",
                 if leader_election { "true" } else { "false" },
             ])
+            .args(extra)
             .env("KUBECONFIG", &kubeconfig)
             .env("SLUICE_LOG", "info")
             .env_remove("POD_NAME")
@@ -1243,7 +1255,7 @@ impl Release {
     }
 }
 
-fn deployment(image: &str, with_config: bool) -> Value {
+pub fn deployment(image: &str, with_config: bool) -> Value {
     let mut container = json!({"name": "podinfo", "image": image,
         "ports": [{"containerPort": 9898, "name": "http"}]});
     if with_config {

@@ -22,4 +22,5 @@ pub mod reconcile;
 pub mod replay;
 pub mod router;
 pub mod run;
+pub mod slots;
 pub mod telemetry;

@@ -14,6 +14,7 @@ use crate::cluster::{Cause, Cluster, ClusterError, Event, ObjectRef};
 use crate::hooks::Hooks;
 use crate::notify::{Happened, Notification, Notifier};
 use crate::router::{RouterError, Routers};
+use crate::slots::ReleaseSlots;
 use sluice_core::analysis::Observation;
 use sluice_core::api::{Canary, CanaryStatus, HookType, Phase, RouterKind};
 use sluice_core::rollout::{self, Action, Decision, HookOutcome, MetricsWindow};
@@ -51,6 +52,8 @@ pub struct Context {
     pub routers: Routers,
     /// Everyone told what a release did; the webhooks first.
     pub notifiers: Vec<Arc<dyn Notifier>>,
+    /// `--max-concurrent-releases`, when set.
+    pub slots: Option<Arc<ReleaseSlots>>,
 }
 
 impl Context {
@@ -65,7 +68,14 @@ impl Context {
             notifiers: vec![hooks.clone() as Arc<dyn Notifier>],
             hooks,
             observer,
+            slots: None,
         }
+    }
+
+    /// At most `slots`' limit of releases in flight at once.
+    pub fn with_release_slots(mut self, slots: Arc<ReleaseSlots>) -> Self {
+        self.slots = Some(slots);
+        self
     }
 
     /// The router of Canaries without `spec.provider` (the controller's `--router`).
@@ -109,7 +119,7 @@ pub async fn reconcile(
     let namespace = canary.namespace().unwrap_or_else(|| "default".into());
     let status = canary.status.clone().unwrap_or_default();
     crate::finalize::keep_finalizer(ctx, canary).await?;
-    let world = observe(ctx.cluster.as_ref(), canary).await?;
+    let mut world = observe(ctx.cluster.as_ref(), canary).await?;
     let phase = status.phase.unwrap_or(Phase::Initializing);
     let checksum = world.revision.clone().unwrap_or_default();
     let mut answers = Live {
@@ -118,14 +128,28 @@ pub async fn reconcile(
         phase,
         checksum: &checksum,
     };
-    let decision = rollout::drive(&canary.spec, &status, &world, now, &mut answers)
+    let undecided = |e: rollout::DriveError<std::convert::Infallible>| match e {
+        rollout::DriveError::Answer(never) => match never {},
+        rollout::DriveError::Undecided(_) => {
+            ReconcileError::Undecided(format!("{namespace}/{name}"))
+        }
+    };
+    let mut decision = rollout::drive(&canary.spec, &status, &world, now, &mut answers)
         .await
-        .map_err(|e| match e {
-            rollout::DriveError::Answer(never) => match never {},
-            rollout::DriveError::Undecided(_) => {
-                ReconcileError::Undecided(format!("{namespace}/{name}"))
-            }
-        })?;
+        .map_err(undecided)?;
+    let key = kube::runtime::reflector::ObjectRef::from(canary);
+    // A step that starts a release takes a slot first; without one it is decided again, queued.
+    // Starting asks for no metrics, so the step is cheap to take twice.
+    if let Some(slots) = &ctx.slots
+        && !status.in_flight()
+        && decision.status.in_flight()
+        && let Err(queue) = slots.take(&key)
+    {
+        world.release_queue = Some(queue);
+        decision = rollout::drive(&canary.spec, &status, &world, now, &mut answers)
+            .await
+            .map_err(undecided)?;
+    }
     let new_phase = decision.status.phase.unwrap_or(phase);
     let done = Done {
         phase: new_phase,
@@ -139,6 +163,9 @@ pub async fn reconcile(
         ctx.cluster
             .patch_status(&namespace, &name, &decision.status)
             .await?;
+    }
+    if let Some(slots) = &ctx.slots {
+        slots.settle(&key, &decision.status);
     }
     // Alerts only now that the status recording them (`status.alerts`) is written: a reconcile
     // that fails before the write runs its step again next time, alert included, so the alert

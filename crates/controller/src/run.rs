@@ -26,6 +26,7 @@ use crate::error_chain::error_chain;
 use crate::finalize::{self, Finalized};
 use crate::hooks::Hooks;
 use crate::notify::alerts::{AlertOptions, Alerts};
+use crate::slots::ReleaseSlots;
 use crate::telemetry::Metrics;
 use sluice_core::api::validate::validate_canary;
 use sluice_core::api::{Canary, Phase, RouterKind};
@@ -38,8 +39,13 @@ pub struct Options {
     pub lease_namespace: String,
     pub identity: String,
     pub watch_namespace: Option<String>,
+    /// Only the Canaries with these labels (a Kubernetes label selector): one shard of a fleet
+    /// that several controllers split, as Flux's `sharding.fluxcd.io/key` does.
+    pub watch_label_selector: Option<String>,
     pub router: RouterKind,
     pub query_timeout: Duration,
+    /// At most this many releases in flight at once; a new revision beyond waits, queued.
+    pub max_concurrent_releases: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +172,8 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         spawn_renewal(elector, stop_tx.clone(), lost.clone());
     }
 
-    let cluster: Arc<dyn Cluster> = Arc::new(KubeCluster::new(client.clone()));
+    let cluster: Arc<dyn Cluster> =
+        Arc::new(KubeCluster::new(client.clone()).reporting_as(&options.identity));
     let hooks = Hooks::new().map_err(|e| RunError::Setup(e.to_string()))?;
     let observer = Arc::new(
         PrometheusObserver::new(
@@ -185,10 +192,17 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             ..AlertOptions::default()
         },
     );
+    let slots = options
+        .max_concurrent_releases
+        .map(|limit| Arc::new(ReleaseSlots::new(limit)));
+    let mut ctx = Context::new(cluster, observer, hooks)
+        .with_default_router(options.router)
+        .with_notifier(alerts.clone());
+    if let Some(slots) = &slots {
+        ctx = ctx.with_release_slots(slots.clone());
+    }
     let data = Arc::new(Data {
-        ctx: Context::new(cluster, observer, hooks)
-            .with_default_router(options.router)
-            .with_notifier(alerts.clone()),
+        ctx,
         metrics: metrics.clone(),
         failures: Failures::default(),
     });
@@ -208,8 +222,17 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             Api::<Secret>::all(client.clone()),
         ),
     };
-    let controller = Controller::new(canaries, watcher::Config::default());
+    let mut canary_watch = watcher::Config::default();
+    if let Some(selector) = &options.watch_label_selector {
+        // The API server filters: another shard's Canaries are never seen, and one relabelled
+        // out of the selector leaves the cache as if deleted (its new shard picks it up).
+        canary_watch = canary_watch.labels(selector);
+    }
+    let controller = Controller::new(canaries, canary_watch);
     let store = controller.store();
+    if let Some(slots) = &slots {
+        slots.watch(store.clone());
+    }
     let targets = store.clone();
     let tracked = store.clone();
     let tracked_secrets = store.clone();
@@ -254,6 +277,9 @@ pub async fn run(options: Options) -> Result<(), RunError> {
                     let mut canary = WatchRef::<Canary>::new(&object.name);
                     canary.namespace = object.namespace.clone();
                     forget.failures.forget(&canary);
+                    if let Some(slots) = &forget.ctx.slots {
+                        slots.forget(&canary);
+                    }
                     forget.metrics.forget(
                         object.namespace.as_deref().unwrap_or("default"),
                         &object.name,
@@ -508,6 +534,9 @@ async fn reconcile_once(
         super::reconcile::load_canary(data.ctx.cluster.as_ref(), namespace, name).await?
     else {
         data.metrics.forget(namespace, name);
+        if let Some(slots) = &data.ctx.slots {
+            slots.forget(&WatchRef::<Canary>::new(name).within(namespace));
+        }
         return Ok(Requeue::await_change());
     };
     // Before validation: a Canary being deleted is let go whatever its spec.

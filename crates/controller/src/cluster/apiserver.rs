@@ -59,6 +59,17 @@ impl KubeCluster {
         }
     }
 
+    /// Events name `identity` (the controller's `--identity`, its Lease holder name) as the
+    /// instance that recorded them: with shards or several processes on one host, they tell
+    /// which controller took each step.
+    pub fn reporting_as(mut self, identity: &str) -> Self {
+        self.reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(identity.to_string()),
+        };
+        self
+    }
+
     fn api(&self, object: &ObjectRef) -> Result<Api<DynamicObject>, ClusterError> {
         let resource = api_resource(&self.resources, object)?;
         Ok(Api::namespaced_with(

@@ -109,6 +109,21 @@ impl CanaryStatus {
         }
     }
 
+    /// Whether a release is under way: from its start until it is promoted and finalised or
+    /// rolled back (what `--max-concurrent-releases` counts).
+    pub fn in_flight(&self) -> bool {
+        matches!(
+            self.phase,
+            Some(
+                Phase::Waiting
+                    | Phase::Progressing
+                    | Phase::WaitingPromotion
+                    | Phase::Promoting
+                    | Phase::Finalising
+            )
+        )
+    }
+
     /// Whether the release is over: promoted and finalised, or failed.
     pub fn ended(&self) -> bool {
         matches!(self.phase, Some(Phase::Succeeded | Phase::Failed))

@@ -206,14 +206,22 @@ impl Run<'_> {
         }
     }
 
+    /// Whether a manual action is asked by annotation and not yet handled.
+    fn manual_pending(&self, annotation: &str) -> bool {
+        self.world
+            .annotations
+            .get(annotation)
+            .is_some_and(|value| self.status.handled_actions.get(annotation) != Some(value))
+    }
+
     /// A manual action asked by annotation and not yet handled; marks it handled.
     fn manual(&mut self, annotation: &str) -> bool {
+        if !self.manual_pending(annotation) {
+            return false;
+        }
         let Some(value) = self.world.annotations.get(annotation) else {
             return false;
         };
-        if self.status.handled_actions.get(annotation) == Some(value) {
-            return false;
-        }
         self.status
             .handled_actions
             .insert(annotation.to_string(), value.clone());
@@ -267,7 +275,25 @@ impl Run<'_> {
 
     fn idle(&mut self, target: &Workload, revision: &str) {
         let new_revision = self.status.last_applied_spec.as_deref() != Some(revision);
-        let retry = self.status.phase == Some(Phase::Failed) && self.manual(MANUAL_RETRY);
+        let retry_asked =
+            self.status.phase == Some(Phase::Failed) && self.manual_pending(MANUAL_RETRY);
+        if (new_revision || retry_asked)
+            && let Some(queue) = self.world.release_queue
+        {
+            // Neither the revision nor the retry is taken as handled: both start the release
+            // once a slot is free.
+            let message = format!(
+                "queued: {} releases in flight, as many as --max-concurrent-releases ({}) allows; this one starts when one of them ends",
+                queue.in_flight, queue.limit
+            );
+            if self.status.message.as_deref() != Some(message.as_str()) {
+                self.event(false, "Queued", &message);
+            }
+            self.status.message = Some(message);
+            self.requeue = READINESS_POLL.min(self.requeue);
+            return;
+        }
+        let retry = retry_asked && self.manual(MANUAL_RETRY);
         if new_revision || retry {
             let reason = if retry {
                 "retry requested"

@@ -35,6 +35,18 @@ pub struct World {
     pub annotations: BTreeMap<String, String>,
     /// The Canary's `metadata.generation`, recorded as the status's `observedGeneration`.
     pub generation: Option<i64>,
+    /// Set when a release may not start now: the controller's `--max-concurrent-releases` are
+    /// all in flight. A new revision then waits, and starts once one of them ends.
+    pub release_queue: Option<ReleaseQueue>,
+}
+
+/// Why a release waits for a free slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReleaseQueue {
+    /// Releases of other Canaries in flight now.
+    pub in_flight: u32,
+    /// The controller's `--max-concurrent-releases`.
+    pub limit: u32,
 }
 
 /// Promote the canary now, skipping what is left of the analysis.
