@@ -1235,17 +1235,8 @@ async fn events_by_instance(ns: &TestNamespace, canary: &str) -> Vec<(String, St
     list.into_iter().map(|(_, who, note)| (who, note)).collect()
 }
 
-/// Two shards split the Canaries of a cluster by Flux's label, `sharding.fluxcd.io/key`: each
-/// Canary is reconciled by exactly one, and one relabelled moves to the other shard, which
-/// carries on from its status (no second initialization) and runs its next release.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_shards_split_the_canaries_and_a_relabelled_one_moves() {
-    const KEY: &str = "sharding.fluxcd.io/key";
-    let release = Release::start_edited("shards", Scenario::Good, &|c| {
-        c["metadata"]["labels"] = json!({KEY: "one"});
-    })
-    .await;
-    // A second Canary, in no shard, for another Deployment.
+/// A second Canary, `backend`, for a Deployment `backend`: the release's, renamed and unlabelled.
+async fn add_backend(release: &Release) {
     let backend = |v: serde_json::Value| -> serde_json::Value {
         serde_json::from_str(&v.to_string().replace("podinfo", "backend")).expect("JSON")
     };
@@ -1259,6 +1250,135 @@ async fn two_shards_split_the_canaries_and_a_relabelled_one_moves() {
     }
     second["metadata"] = json!({"name": "podinfo", "namespace": release.ns.name});
     release.ns.apply(backend(second)).await;
+}
+
+async fn wait_phase(ns: &TestNamespace, canary: &str, phase: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ns.get("sluice.dev/v1alpha1", "Canary", canary).await["status"]["phase"] != phase {
+        assert!(Instant::now() < deadline, "{canary} never {phase}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `--max-concurrent-releases 1` on a real API server: of two new revisions one is released and
+/// the other waits, queued, with why in its status; promoted by hand, the first frees its slot
+/// and the second starts. Never are both in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_concurrent_releases_a_release_waits_queued() {
+    let release = Release::start("limit", Scenario::Good).await;
+    add_backend(&release).await;
+    let _controller = Controller::start_with(
+        &release.ns,
+        &release.prometheus_url(),
+        "a",
+        true,
+        &["--max-concurrent-releases", "1"],
+    )
+    .await;
+    release.wait_initialized().await;
+    wait_phase(&release.ns, "backend", "Initialized").await;
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "backend", "image": "podinfo:1.1.0"}]}}}});
+    release
+        .ns
+        .api("apps/v1", "Deployment")
+        .await
+        .patch(
+            "backend",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(&patch),
+        )
+        .await
+        .expect("backend's new image");
+    release.new_image("podinfo:1.1.0").await;
+    let in_flight = |s: &serde_json::Value| {
+        [
+            "Progressing",
+            "Waiting",
+            "WaitingPromotion",
+            "Promoting",
+            "Finalising",
+        ]
+        .contains(&s["phase"].as_str().unwrap_or(""))
+    };
+    let canary = |name: &'static str| {
+        let ns = &release.ns;
+        async move { ns.get("sluice.dev/v1alpha1", "Canary", name).await["status"].clone() }
+    };
+    // One goes, the other waits with why; never both.
+    let queued = |s: &serde_json::Value| {
+        s["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("queued: 1 releases in flight")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (going, waiting) = loop {
+        let (p, b) = (canary("podinfo").await, canary("backend").await);
+        assert!(
+            !(in_flight(&p) && in_flight(&b)),
+            "both in flight: {p}\n{b}"
+        );
+        if in_flight(&p) && queued(&b) {
+            break ("podinfo", "backend");
+        }
+        if in_flight(&b) && queued(&p) {
+            break ("backend", "podinfo");
+        }
+        assert!(Instant::now() < deadline, "no release queued: {p}\n{b}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(canary(waiting).await["phase"], "Initialized");
+    let notes = events_by_instance(&release.ns, waiting).await;
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|(_, n)| n.starts_with("queued:"))
+            .count(),
+        1,
+        "{notes:?}"
+    );
+    // The first ends (promoted by hand): the second takes the slot.
+    let canaries = release.ns.api("sluice.dev/v1alpha1", "Canary").await;
+    let promote = json!({"metadata": {"annotations": {"sluice.dev/promote": "now"}}});
+    canaries
+        .patch(
+            going,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&promote),
+        )
+        .await
+        .expect("promote");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (g, w) = (canary(going).await, canary(waiting).await);
+        assert!(
+            !(in_flight(&g) && in_flight(&w)),
+            "both in flight: {g}\n{w}"
+        );
+        if g["phase"] == "Succeeded" && in_flight(&w) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queued release never started: {g}\n{w}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Two shards split the Canaries of a cluster by Flux's label, `sharding.fluxcd.io/key`: each
+/// Canary is reconciled by exactly one, and one relabelled moves to the other shard, which
+/// carries on from its status (no second initialization) and runs its next release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_split_the_canaries_and_a_relabelled_one_moves() {
+    const KEY: &str = "sharding.fluxcd.io/key";
+    let release = Release::start_edited("shards", Scenario::Good, &|c| {
+        c["metadata"]["labels"] = json!({KEY: "one"});
+    })
+    .await;
+    // A second Canary, in no shard, for another Deployment.
+    add_backend(&release).await;
 
     let prometheus = release.prometheus_url();
     let _one = Controller::start_with(
@@ -1288,16 +1408,7 @@ async fn two_shards_split_the_canaries_and_a_relabelled_one_moves() {
     )
     .await;
     release.wait_initialized().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while release
-        .ns
-        .get("sluice.dev/v1alpha1", "Canary", "backend")
-        .await["status"]["phase"]
-        != "Initialized"
-    {
-        assert!(Instant::now() < deadline, "backend never initialized");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_phase(&release.ns, "backend", "Initialized").await;
     // Each Canary's steps were taken by its own shard alone.
     let who = |events: &[(String, String)]| {
         let mut who: Vec<String> = events.iter().map(|(w, _)| w.clone()).collect();

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use sluice_controller::run::{Options, RunError, run as run_controller};
+use sluice_controller::shard::LabelSelector;
 use sluice_core::api::RouterKind;
 
 use super::args::Prometheus;
@@ -53,6 +54,15 @@ pub fn run(args: Args) -> Exit {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
+    let watch_label_selector = match args
+        .watch_label_selector
+        .as_deref()
+        .map(LabelSelector::parse)
+        .transpose()
+    {
+        Ok(selector) => selector,
+        Err(e) => return Exit::USAGE.fail(e),
+    };
     let options = Options {
         metrics_address: args.metrics_address,
         query_timeout: args.prometheus.query_timeout(),
@@ -62,7 +72,7 @@ pub fn run(args: Args) -> Exit {
         lease_namespace: args.lease_namespace,
         identity,
         watch_namespace: args.watch_namespace,
-        watch_label_selector: args.watch_label_selector,
+        watch_label_selector,
         max_concurrent_releases: args.max_concurrent_releases,
         router: args.router,
     };

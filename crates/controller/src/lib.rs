@@ -22,5 +22,6 @@ pub mod reconcile;
 pub mod replay;
 pub mod router;
 pub mod run;
+pub mod shard;
 pub mod slots;
 pub mod telemetry;

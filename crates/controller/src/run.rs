@@ -26,6 +26,7 @@ use crate::error_chain::error_chain;
 use crate::finalize::{self, Finalized};
 use crate::hooks::Hooks;
 use crate::notify::alerts::{AlertOptions, Alerts};
+use crate::shard::LabelSelector;
 use crate::slots::ReleaseSlots;
 use crate::telemetry::Metrics;
 use sluice_core::api::validate::validate_canary;
@@ -41,7 +42,7 @@ pub struct Options {
     pub watch_namespace: Option<String>,
     /// Only the Canaries with these labels (a Kubernetes label selector): one shard of a fleet
     /// that several controllers split, as Flux's `sharding.fluxcd.io/key` does.
-    pub watch_label_selector: Option<String>,
+    pub watch_label_selector: Option<LabelSelector>,
     pub router: RouterKind,
     pub query_timeout: Duration,
     /// At most this many releases in flight at once; a new revision beyond waits, queued.
@@ -70,6 +71,8 @@ struct Data {
     ctx: Context,
     metrics: Arc<Metrics>,
     failures: Failures,
+    /// `--watch-label-selector`: the Canaries of this shard.
+    selector: Option<LabelSelector>,
 }
 
 /// The first retry after a failed reconcile, and the longest: a passing glitch is retried soon,
@@ -205,6 +208,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         ctx,
         metrics: metrics.clone(),
         failures: Failures::default(),
+        selector: options.watch_label_selector.clone(),
     });
     let forget = data.clone();
 
@@ -226,7 +230,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     if let Some(selector) = &options.watch_label_selector {
         // The API server filters: another shard's Canaries are never seen, and one relabelled
         // out of the selector leaves the cache as if deleted (its new shard picks it up).
-        canary_watch = canary_watch.labels(selector);
+        canary_watch = canary_watch.labels(selector.as_str());
     }
     let controller = Controller::new(canaries, canary_watch);
     let store = controller.store();
@@ -539,6 +543,18 @@ async fn reconcile_once(
         }
         return Ok(Requeue::await_change());
     };
+    // Relabelled to another shard: that shard's from now on, though this one's cache may still
+    // hold it for a moment.
+    if let Some(selector) = &data.selector
+        && !selector.matches(canary.labels())
+    {
+        tracing::info!(selector = selector.as_str(), "the Canary left this shard");
+        data.metrics.forget(namespace, name);
+        if let Some(slots) = &data.ctx.slots {
+            slots.forget(&WatchRef::<Canary>::new(name).within(namespace));
+        }
+        return Ok(Requeue::await_change());
+    }
     // Before validation: a Canary being deleted is let go whatever its spec.
     if finalize::is_deleted(&canary) {
         return match finalize::finalize(&data.ctx, &canary, now()).await? {
