@@ -140,15 +140,37 @@ async fn a_release_steps_the_httproute_and_is_promoted() {
         release.ns.get("apps/v1", "Deployment", "podinfo").await["spec"]["replicas"],
         0
     );
-    let (health, _) = harness::argocd_health(&release.canary().await);
+    let initialized = release.canary().await;
+    let (health, _) = harness::argocd_health(&initialized);
     assert_eq!(health, "Healthy");
+    let (kstatus, message) = harness::kstatus(&initialized);
+    assert_eq!(kstatus, "Current", "{message}");
+    // A spec edited and not yet seen by the controller: the API server has bumped the generation,
+    // the status still speaks of the one before. Both must wait for the controller.
+    let mut unobserved = initialized.clone();
+    unobserved["metadata"]["generation"] = json!(
+        initialized["status"]["observedGeneration"]
+            .as_i64()
+            .expect("observedGeneration")
+            + 1
+    );
+    let (health, message) = harness::argocd_health(&unobserved);
+    assert_eq!(health, "Progressing", "{message}");
+    let (kstatus, message) = harness::kstatus(&unobserved);
+    assert_eq!(kstatus, "InProgress", "{message}");
+    assert!(message.contains("latest observed generation"), "{message}");
+    // kstatus's limit, told in the README: no status at all is Current, where Argo CD waits.
+    let mut unseen = initialized.clone();
+    unseen.as_object_mut().expect("an object").remove("status");
+    assert_eq!(harness::argocd_health(&unseen).0, "Progressing");
+    assert_eq!(harness::kstatus(&unseen).0, "Current");
 
     let started = Instant::now();
     release.new_image("podinfo:1.1.0").await;
     release
         .wait_status(Duration::from_secs(60), |s| s["phase"] == "Progressing")
         .await;
-    // What GitOps tools wait on, mid-release: kstatus's Reconciling, Argo CD's Progressing.
+    // What GitOps tools wait on, mid-release: kstatus's InProgress, Argo CD's Progressing.
     let canary = release.canary().await;
     assert_eq!(
         condition(&canary, "Reconciling"),
@@ -157,6 +179,9 @@ async fn a_release_steps_the_httproute_and_is_promoted() {
     );
     let (health, message) = harness::argocd_health(&canary);
     assert_eq!(health, "Progressing", "{message}");
+    let (kstatus, message) = harness::kstatus(&canary);
+    assert_eq!(kstatus, "InProgress", "{message}");
+    eprintln!("mid-release: kstatus {kstatus}: {message}");
     let weights = release.follow_until_done(RELEASE_LIMIT).await;
     let took = started.elapsed();
     eprintln!("promotion: HTTPRoute weights {weights:?} in {took:.0?}");
@@ -177,6 +202,8 @@ async fn a_release_steps_the_httproute_and_is_promoted() {
     );
     let (health, message) = harness::argocd_health(&canary);
     assert_eq!(health, "Healthy", "{message}");
+    let (kstatus, message) = harness::kstatus(&canary);
+    assert_eq!(kstatus, "Current", "{message}");
     let primary = release
         .ns
         .get("apps/v1", "Deployment", "podinfo-primary")
@@ -224,7 +251,7 @@ async fn a_failing_canary_is_rolled_back_for_the_traffic_it_served() {
         .map(|c| c["message"].to_string())
         .unwrap_or_default();
     assert!(message.contains("error-rate"), "the cause: {message}");
-    // A rollback fails what waits on the Canary: kstatus's Stalled, Argo CD's Degraded.
+    // A rollback fails what waits on the Canary: kstatus's Failed, Argo CD's Degraded.
     let canary = release.canary().await;
     assert_eq!(
         condition(&canary, "Stalled"),
@@ -237,6 +264,10 @@ async fn a_failing_canary_is_rolled_back_for_the_traffic_it_served() {
         why.starts_with("RolledBack: ") && why.contains("error-rate"),
         "{why}"
     );
+    let (kstatus, why) = harness::kstatus(&canary);
+    assert_eq!(kstatus, "Failed", "{why}");
+    assert!(why.contains("error-rate"), "the cause: {why}");
+    eprintln!("rolled back: kstatus {kstatus}: {why}");
     let primary = release
         .ns
         .get("apps/v1", "Deployment", "podinfo-primary")

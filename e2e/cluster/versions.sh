@@ -8,5 +8,8 @@ GATEWAY_API_VERSION=v1.6.3 # sigs.k8s.io/gateway-api, its standard CRDs
 # VirtualService and DestinationRule, SMI's TrafficSplit.
 ISTIO_API_VERSION=v1.32.0  # istio.io/api, kubernetes/customresourcedefinitions.gen.yaml
 SMI_SDK_VERSION=v0.5.0     # github.com/servicemeshinterface/smi-sdk-go, crds/split.yaml
+# kstatus, the status rules of Flux's health checks, built into a small program (kstatus.sh) that
+# the cluster tests ask about each Canary; kstatus/go.mod requires the same version.
+CLI_UTILS_VERSION=v0.37.2  # sigs.k8s.io/cli-utils, pkg/kstatus/status
 CLUSTER_CACHE="${SLUICE_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/cluster}"
 CLUSTER_BIN="$CLUSTER_CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"

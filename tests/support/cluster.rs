@@ -1322,3 +1322,42 @@ pub fn argocd_health(object: &Value) -> (String, String) {
     let status = lines.next().unwrap_or_default().to_string();
     (status, lines.collect::<Vec<_>>().join("\n"))
 }
+
+/// The kstatus program's path: built by `e2e/cluster/build.sh` (so by `.ci/run` beside the Rust
+/// build), or here, once, on a cluster named by SLUICE_TEST_KUBECONFIG, where build.sh does not run.
+fn kstatus_program() -> &'static Path {
+    static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        let script = root().join("e2e/cluster/kstatus.sh");
+        PathBuf::from(run(Command::new("bash").arg(script)).trim())
+    })
+}
+
+/// What kstatus (`sigs.k8s.io/cli-utils`, the rules of Flux's `wait: true` and health checks)
+/// computes for `object` (a Canary as the API server returns it): (status, message), status one
+/// of InProgress, Current, Failed, Terminating, Unknown.
+pub fn kstatus(object: &Value) -> (String, String) {
+    let mut child = Command::new(kstatus_program())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", kstatus_program().display()));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("kstatus's stdin");
+        writeln!(stdin, "{object}").expect("writing to kstatus");
+    }
+    let output = child.wait_with_output().expect("kstatus");
+    assert!(
+        output.status.success(),
+        "kstatus failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (status, message) = text
+        .trim_end_matches('\n')
+        .split_once('\t')
+        .unwrap_or_else(|| panic!("kstatus printed {text:?}"));
+    (status.to_string(), message.to_string())
+}
