@@ -12,6 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::controller::{Action as Requeue, Error as ControllerError};
 use kube::runtime::reflector::{ObjectRef as WatchRef, Store};
+use kube::core::PartialObjectMeta;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
@@ -215,15 +216,15 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let (canaries, deployments, configmaps, secrets) = match &options.watch_namespace {
         Some(ns) => (
             Api::<Canary>::namespaced(client.clone(), ns),
-            Api::<Deployment>::namespaced(client.clone(), ns),
-            Api::<ConfigMap>::namespaced(client.clone(), ns),
-            Api::<Secret>::namespaced(client.clone(), ns),
+            Api::<PartialObjectMeta<Deployment>>::namespaced(client.clone(), ns),
+            Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), ns),
+            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
         ),
         None => (
             Api::<Canary>::all(client.clone()),
-            Api::<Deployment>::all(client.clone()),
-            Api::<ConfigMap>::all(client.clone()),
-            Api::<Secret>::all(client.clone()),
+            Api::<PartialObjectMeta<Deployment>>::all(client.clone()),
+            Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
         ),
     };
     let mut canary_watch = watcher::Config::default();
@@ -242,17 +243,26 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let tracked_secrets = store.clone();
     let mut stop = stop_rx.clone();
     ready.store(true, Ordering::SeqCst);
+    // Deployments, ConfigMaps and Secrets only say when to reconcile, and every reconcile reads
+    // what it needs afresh: their watches take metadata only (`Api<PartialObjectMeta<_>>` asks
+    // the API server for nothing else; a change of spec, status or data changes the
+    // resourceVersion, so it is still seen). A cluster's Secrets, Helm's releases among them,
+    // then cost names and labels, not their data.
     controller
         // The primary Deployment is owned by its Canary.
         .owns(deployments.clone(), watcher::Config::default())
         // The target Deployment is not: find the Canaries that point at it.
-        .watches(deployments, watcher::Config::default(), move |d| {
-            canaries_targeting(&targets, &d)
-        })
+        .watches(
+            deployments,
+            watcher::Config::default(),
+            move |d: PartialObjectMeta<Deployment>| {
+                canaries_targeting(&targets, d.namespace().as_deref(), &d.name_any())
+            },
+        )
         .watches(
             configmaps,
             watcher::Config::default(),
-            move |c: ConfigMap| {
+            move |c: PartialObjectMeta<ConfigMap>| {
                 canaries_tracking(
                     &tracked,
                     "configmap",
@@ -261,14 +271,18 @@ pub async fn run(options: Options) -> Result<(), RunError> {
                 )
             },
         )
-        .watches(secrets, watcher::Config::default(), move |s: Secret| {
-            canaries_tracking(
-                &tracked_secrets,
-                "secret",
-                &s.name_any(),
-                s.namespace().as_deref(),
-            )
-        })
+        .watches(
+            secrets,
+            watcher::Config::default(),
+            move |s: PartialObjectMeta<Secret>| {
+                canaries_tracking(
+                    &tracked_secrets,
+                    "secret",
+                    &s.name_any(),
+                    s.namespace().as_deref(),
+                )
+            },
+        )
         .graceful_shutdown_on(async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
         })
@@ -453,13 +467,15 @@ fn serve_on(
     })
 }
 
-fn canaries_targeting(store: &Store<Canary>, deployment: &Deployment) -> Vec<WatchRef<Canary>> {
-    let namespace = deployment.namespace();
-    let name = deployment.name_any();
+fn canaries_targeting(
+    store: &Store<Canary>,
+    namespace: Option<&str>,
+    name: &str,
+) -> Vec<WatchRef<Canary>> {
     store
         .state()
         .iter()
-        .filter(|c| c.namespace() == namespace && c.spec.target_ref.name == name)
+        .filter(|c| c.namespace().as_deref() == namespace && c.spec.target_ref.name == name)
         .map(|c| WatchRef::from(c.as_ref()))
         .collect()
 }
