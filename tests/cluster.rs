@@ -923,7 +923,7 @@ async fn kubectl_sluice_follows_and_steers_a_release() {
         "Phase:      Progressing",
         "Verdict:    none yet",
         "METRIC",
-        "errors / ",
+        " / ",
         "ok (",
         "Reconciling  True",
         "Synced",

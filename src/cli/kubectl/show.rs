@@ -112,12 +112,15 @@ fn standing_of(evidence: &MetricEvidence, alpha: f64, threshold: u32) -> Standin
             so_far: so_far.into(),
         };
     };
-    let events = if evidence.kind == EvidenceKind::Latency {
-        "slow"
-    } else {
-        "errors"
+    let latency = evidence.kind == EvidenceKind::Latency;
+    let arm = |a: &sluice_core::api::ArmTally| {
+        let events = match (latency, a.events) {
+            (true, _) => "slow",
+            (false, 1) => "error",
+            (false, _) => "errors",
+        };
+        format!("{} {events} / {}", a.events, a.requests)
     };
-    let arm = |a: &sluice_core::api::ArmTally| format!("{} {events} / {}", a.events, a.requests);
     let log10_e = test.log_e_value / std::f64::consts::LN_10;
     let so_far = if test.rejected {
         "failed: canary worse than primary".to_string()
