@@ -16,6 +16,8 @@
 //! Prometheus scrapes those processes under the names of the kwok pods they stand for. The
 //! weights the controller writes are what the analysis sees.
 
+#[path = "support/flagger_docs.rs"]
+mod flagger_docs;
 #[path = "support/cluster.rs"]
 mod harness;
 mod receiver;
@@ -1483,5 +1485,85 @@ async fn two_shards_split_the_canaries_and_a_relabelled_one_moves() {
             .iter()
             .any(|(_, note)| note.contains("promotion completed")),
         "{after:?}"
+    );
+}
+
+/// What `sluice import flagger` makes of Flagger's documented objects is accepted by the real API
+/// server as it stands: the CRDs' schemas and CEL rules judge every object (a server-side dry
+/// run in a test namespace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flagger_imports_output_is_accepted_by_the_api_server() {
+    use std::io::Write;
+    let ns = TestNamespace::new("import").await;
+    let mut accepted = Vec::new();
+    for (input_name, input) in [
+        ("istio", flagger_docs::ISTIO),
+        ("gamma", flagger_docs::GAMMA),
+        (
+            "templates and providers",
+            flagger_docs::TEMPLATES_AND_PROVIDERS,
+        ),
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["import", "flagger", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sluice import runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("input");
+        let output = child.wait_with_output().expect("sluice import ends");
+        let report = String::from_utf8_lossy(&output.stderr);
+        // 2: produced, with something it could not map (named in the report).
+        assert!(
+            matches!(output.status.code(), Some(0 | 2)),
+            "{input_name}: {report}"
+        );
+        let text = String::from_utf8(output.stdout).expect("YAML");
+        for document in serde_yaml_ng::Deserializer::from_str(&text) {
+            let mut value: serde_json::Value =
+                serde::Deserialize::deserialize(document).expect("YAML");
+            if value.is_null() {
+                continue;
+            }
+            value["metadata"]["namespace"] = json!(ns.name);
+            let api_version = value["apiVersion"].as_str().unwrap_or("").to_string();
+            let kind = value["kind"].as_str().unwrap_or("").to_string();
+            let name = value["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let object: kube::api::DynamicObject =
+                serde_json::from_value(value).expect("an object");
+            let params = kube::api::PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            ns.api(&api_version, &kind)
+                .await
+                .create(&params, &object)
+                .await
+                .unwrap_or_else(|e| panic!("{input_name}: {kind} {name} refused: {e}\n{text}"));
+            accepted.push(format!("{kind}/{name}"));
+        }
+    }
+    // The Istio and the GAMMA Canaries, the MetricTemplate and the AlertProviders.
+    assert!(
+        accepted.iter().filter(|o| o.starts_with("Canary/")).count() == 2,
+        "{accepted:?}"
+    );
+    assert!(
+        accepted.iter().any(|o| o.starts_with("MetricTemplate/")),
+        "{accepted:?}"
+    );
+    assert!(
+        accepted
+            .iter()
+            .filter(|o| o.starts_with("AlertProvider/"))
+            .count()
+            >= 2,
+        "{accepted:?}"
     );
 }

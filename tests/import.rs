@@ -2,7 +2,12 @@
 //! has, a MetricTemplate and AlertProviders, through the real binary. Each produced Canary must
 //! read as sluice's type and pass `validate_canary`; what is not mapped is named in the report.
 
+#[path = "support/flagger_docs.rs"]
+mod flagger_docs;
+
 use std::io::Write;
+
+use flagger_docs::ISTIO;
 use std::process::{Command, Stdio};
 
 use serde::Deserialize;
@@ -91,49 +96,6 @@ fn metric<'a>(canary: &'a Canary, name: &str) -> &'a sluice_core::api::MetricChe
         .unwrap_or_else(|| panic!("no metric {name}"))
 }
 
-const ISTIO: &str = r#"
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata:
-  name: podinfo
-  namespace: test
-spec:
-  provider: istio
-  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
-  autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: podinfo}
-  progressDeadlineSeconds: 60
-  service:
-    port: 9898
-    targetPort: 9898
-    gateways: [istio-system/public-gateway]
-    hosts: [app.example.com]
-    trafficPolicy:
-      tls: {mode: DISABLE}
-    retries: {attempts: 3, perTryTimeout: 1s}
-  analysis:
-    interval: 1m
-    threshold: 5
-    maxWeight: 50
-    stepWeight: 10
-    metrics:
-      - name: request-success-rate
-        thresholdRange: {min: 99}
-        interval: 1m
-      - name: request-duration
-        thresholdRange: {max: 500}
-        interval: 30s
-    webhooks:
-      - name: acceptance-test
-        type: pre-rollout
-        url: http://flagger-loadtester.test/
-        timeout: 30s
-        metadata: {type: bash, cmd: "curl -sd 'test' http://podinfo-canary:9898/token | grep token"}
-      - name: load-test
-        url: http://flagger-loadtester.test/
-        timeout: 5s
-        metadata: {cmd: "hey -z 1m -q 10 -c 2 http://podinfo-canary.test:9898/"}
-"#;
-
 #[test]
 fn istio_canary_maps_built_in_metrics_and_reports_what_sluice_lacks() {
     let run = import(ISTIO, &[]);
@@ -220,29 +182,7 @@ fn linkerd_and_gamma_canaries() {
     assert!(run.stderr.contains("metrics-templates/linkerd.yaml"));
 
     // Linkerd's Gateway API tutorial: no provider, the Service as the HTTPRoute's parent.
-    let gamma = r#"
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {name: podinfo, namespace: test}
-spec:
-  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
-  service:
-    port: 9898
-    targetPort: 9898
-    gatewayRefs:
-      - {name: podinfo, namespace: test, group: core, kind: Service, port: 9898}
-  analysis:
-    interval: 30s
-    threshold: 5
-    maxWeight: 50
-    stepWeight: 5
-    metrics:
-      - name: success-rate
-        templateRef: {name: success-rate, namespace: test}
-        thresholdRange: {min: 99}
-        interval: 1m
-        templateVariables: {direction: inbound}
-"#;
+    let gamma = flagger_docs::GAMMA;
     let run = import(gamma, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let canary = one_canary(&run);
@@ -462,47 +402,7 @@ spec:
 
 #[test]
 fn metric_templates_and_alert_providers() {
-    let input = r#"
-apiVersion: flagger.app/v1beta1
-kind: MetricTemplate
-metadata: {name: nginx-5xx, namespace: test}
-spec:
-  provider:
-    type: prometheus
-    address: http://prometheus.monitoring:9090
-    secretRef: {name: prom-auth}
-    insecureSkipVerify: true
-  query: |
-    100 - sum(rate(nginx_ingress_controller_requests{namespace="{{ namespace }}",ingress="{{ ingress }}",status!~"5.*"}[{{ interval }}]))
----
-apiVersion: flagger.app/v1beta1
-kind: MetricTemplate
-metadata: {name: dd, namespace: test}
-spec:
-  provider: {type: datadog, address: https://api.datadoghq.com}
-  query: avg:requests.error.rate{*}
----
-apiVersion: flagger.app/v1beta1
-kind: AlertProvider
-metadata: {name: on-call, namespace: test}
-spec:
-  type: msteams
-  secretRef: {name: teams-url}
----
-apiVersion: flagger.app/v1beta1
-kind: AlertProvider
-metadata: {name: slack, namespace: test}
-spec: {type: slack, channel: releases, username: flagger, address: "https://hooks.slack.com/services/X"}
----
-apiVersion: flagger.app/v1beta1
-kind: AlertProvider
-metadata: {name: pager, namespace: test}
-spec: {type: pagerduty, address: "https://example.com"}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: unrelated}
-"#;
+    let input = flagger_docs::TEMPLATES_AND_PROVIDERS;
     let run = import(input, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     let mut templates = Vec::new();
