@@ -9,7 +9,6 @@ use sluice_core::api::{Canary, Phase};
 use sluice_core::rollout::{MANUAL_ABORT, MANUAL_PROMOTE, MANUAL_RETRY};
 
 use super::super::exit::Exit;
-use super::super::runtime::{self, Flavour};
 use super::{Connection, KubectlError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,17 +95,10 @@ pub enum Plan {
 }
 
 pub fn run(action: Action, args: Args) -> Exit {
-    let runtime = match runtime::build(Flavour::CurrentThread) {
-        Ok(runtime) => runtime,
-        Err(e) => return Exit::FAILURE.fail(e),
-    };
-    match runtime.block_on(act(action, &args)) {
-        Ok(said) => {
-            println!("{said}");
-            Exit::SUCCESS
-        }
-        Err(e) => e.fail(),
-    }
+    super::block_on(async {
+        println!("{}", act(action, &args).await?);
+        Ok(Exit::SUCCESS)
+    })
 }
 
 async fn act(action: Action, args: &Args) -> Result<String, KubectlError> {

@@ -4,7 +4,6 @@ use kube::api::{Api, ListParams};
 use sluice_core::api::Canary;
 
 use super::super::exit::Exit;
-use super::super::runtime::{self, Flavour};
 use super::{Connection, KubectlError, now, show};
 
 #[derive(clap::Args)]
@@ -19,19 +18,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Exit {
-    let runtime = match runtime::build(Flavour::CurrentThread) {
-        Ok(runtime) => runtime,
-        Err(e) => return Exit::FAILURE.fail(e),
-    };
-    match runtime.block_on(get(&args)) {
-        Ok(lines) => {
-            for line in lines {
-                println!("{line}");
-            }
-            Exit::SUCCESS
+    super::block_on(async {
+        for line in get(&args).await? {
+            println!("{line}");
         }
-        Err(e) => e.fail(),
-    }
+        Ok(Exit::SUCCESS)
+    })
 }
 
 async fn get(args: &Args) -> Result<Vec<String>, KubectlError> {

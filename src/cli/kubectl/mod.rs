@@ -160,6 +160,16 @@ impl Cluster {
     }
 }
 
+/// Runs a command to its end on a one-thread runtime (each waits on one request at a time): its
+/// exit code, or its error printed with the error's code.
+pub fn block_on(command: impl std::future::Future<Output = Result<Exit, KubectlError>>) -> Exit {
+    let runtime = match super::runtime::build(super::runtime::Flavour::CurrentThread) {
+        Ok(runtime) => runtime,
+        Err(e) => return Exit::FAILURE.fail(e),
+    };
+    runtime.block_on(command).unwrap_or_else(KubectlError::fail)
+}
+
 /// Unix seconds now.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

@@ -7,7 +7,6 @@ use sluice_core::api::duration::GoDuration;
 use sluice_core::api::{Canary, INVALID_SPEC, Phase, ReleaseVerdict, STALLED};
 
 use super::super::exit::Exit;
-use super::super::runtime::{self, Flavour};
 use super::{Cluster, Connection, KubectlError, now, show};
 
 /// How often `--wait` reads the Canary again.
@@ -58,14 +57,7 @@ pub fn exit_of(canary: &Canary) -> Exit {
 }
 
 pub fn run(args: Args) -> Exit {
-    let runtime = match runtime::build(Flavour::CurrentThread) {
-        Ok(runtime) => runtime,
-        Err(e) => return Exit::FAILURE.fail(e),
-    };
-    match runtime.block_on(status(&args)) {
-        Ok(exit) => exit,
-        Err(e) => e.fail(),
-    }
+    super::block_on(status(&args))
 }
 
 async fn status(args: &Args) -> Result<Exit, KubectlError> {

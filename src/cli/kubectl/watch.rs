@@ -14,7 +14,6 @@ use sluice_demo::timeline::{self, Snapshot, Timeline, TrafficProbe};
 use sluice_demo::view::View;
 
 use super::super::exit::Exit;
-use super::super::runtime::{self, Flavour};
 use super::status::exit_of;
 use super::{Cluster, Connection, KubectlError};
 
@@ -41,14 +40,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Exit {
-    let runtime = match runtime::build(Flavour::CurrentThread) {
-        Ok(runtime) => runtime,
-        Err(e) => return Exit::FAILURE.fail(e),
-    };
-    match runtime.block_on(watch(&args)) {
-        Ok(exit) => exit,
-        Err(e) => e.fail(),
-    }
+    super::block_on(watch(&args))
 }
 
 fn unix_now() -> f64 {
