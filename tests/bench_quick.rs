@@ -1,6 +1,6 @@
 //! The verdict benchmark's quick mode, as CI runs it: sluice on every scenario with 1,000 seeds
 //! and the peers with 300, failing when sluice breaks its claims (a false-rollback upper bound
-//! above 1.5% on a healthy scenario, detection below 99% on S3 or S4, or more than 3x the
+//! above 1.5% on a healthy scenario, detection below 99% on S3 or S4, or more than 12x the
 //! oracle's bad requests on S3 or S4). The full mode is
 //! `sluice bench --seeds 2000` (README).
 

@@ -15,7 +15,7 @@ use rand_distr::{Binomial, Distribution, Poisson};
 use statrs::distribution::{ContinuousCDF, LogNormal};
 
 use sluice_core::analysis::{
-    Look, Observation, Observed, RequestCounts, Verdict, binomial, judge_look,
+    Look, Observation, Observed, RequestCounts, Verdict, binomial, judge_look, sequential::Pods,
 };
 use sluice_core::api::{Analysis, Evidence};
 
@@ -23,6 +23,11 @@ const RUNS: u64 = 2000;
 const LOOKS: u32 = 20;
 /// Checks per interval: a 15-s checkInterval in 1-m intervals.
 const CHECKS: u32 = 4;
+/// The benchmark's arms: one canary pod beside two primary pods.
+const PODS: Pods = Pods {
+    canary: 1,
+    primary: 2,
+};
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -143,6 +148,7 @@ fn release(
             let look = Look {
                 elapsed: u64::from((interval - 1) * CHECKS + check) * 60 / u64::from(CHECKS),
                 step: check == CHECKS,
+                pods: PODS,
             };
             let judgement = judge_look(
                 analysis,
@@ -285,25 +291,28 @@ fn power(
 }
 
 #[test]
-fn one_point_of_errors_is_caught_within_five_intervals() {
-    // 100 requests/s, a fixed 10% canary share, 0.1% primary errors, canary +1 point.
-    let rate = power(21, &error_rate(), 5, &|_, _, _| {
+fn one_point_of_errors_is_caught_within_eight_intervals() {
+    // 100 requests/s, a fixed 10% canary share, 0.1% primary errors, canary +1 point. (Five
+    // intervals before the burst cap: its looks are loud enough to be a burst's at times.)
+    let rate = power(21, &error_rate(), 8, &|_, _, _| {
         arms(100.0, 0.1, 0.011, 0.001)
     });
     println!(
-        "power: +1 pp at 100 rps, 10% share, caught within 5 intervals in {:.2}% of runs",
+        "power: +1 pp at 100 rps, 10% share, caught within 8 intervals in {:.2}% of runs",
         rate * 100.0
     );
     assert!(rate >= 0.99, "caught in {rate}");
 }
 
 #[test]
-fn five_points_of_errors_are_caught_in_the_first_interval() {
-    let rate = power(22, &error_rate(), 1, &|_, _, _| {
+fn five_points_of_errors_are_caught_within_two_intervals() {
+    // Every look is as loud as a burst: capped until the canary has been loud for longer than a
+    // burst lasts, then counted in full, one look late (the first interval before the cap).
+    let rate = power(22, &error_rate(), 2, &|_, _, _| {
         arms(100.0, 0.1, 0.051, 0.001)
     });
     println!(
-        "power: +5 pp at 100 rps, 10% share, caught in the first interval in {:.2}% of runs",
+        "power: +5 pp at 100 rps, 10% share, caught within two intervals in {:.2}% of runs",
         rate * 100.0
     );
     assert!(rate >= 0.99, "caught in {rate}");
@@ -340,10 +349,140 @@ fn a_heavier_latency_tail_is_caught() {
         c.median *= 2.0;
         (c, p)
     };
-    let rate = power(25, &latency(), 2, &doubled);
+    // The first interval chooses the boundary; then every look is as loud as a burst's, capped
+    // for three looks and counted one look late.
+    let rate = power(25, &latency(), 3, &doubled);
     println!(
-        "power: latency x2 at 100 rps, caught within 2 intervals in {:.2}% of runs",
+        "power: latency x2 at 100 rps, caught within 3 intervals in {:.2}% of runs",
         rate * 100.0
     );
     assert!(rate >= 0.99, "caught in {rate}");
+}
+
+// ---- bursts: requests that are not independent ---------------------------------------------
+//
+// Issue 15: real pods fail in bursts (a node hiccup, a GC pause, a pool reset). Here every pod,
+// the canary's one and the primary's two, has its own Poisson clock of 15-s bursts at 10% errors
+// (0.2% otherwise), 80 requests/s in all, looks every 15 s. The test's null includes such bursts
+// (see `sluice_core::analysis::sequential`), so a canary that bursts like the primary's pods
+// must be rolled back at most at the promised rate, however independent its requests are not.
+
+const BURST_SECONDS: f64 = 15.0;
+
+/// Start times of one pod's bursts over `seconds`, `per_hour` on average; the first may already
+/// be running at 0.
+fn burst_starts(rng: &mut StdRng, per_hour: f64, seconds: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut at = -BURST_SECONDS;
+    loop {
+        at += -(1.0 - rng.random::<f64>()).ln() * 3600.0 / per_hour;
+        if at >= seconds {
+            return out;
+        }
+        out.push(at);
+    }
+}
+
+/// The share of `[from, to)` a pod with these bursts spends bursting.
+fn bursting(starts: &[f64], from: f64, to: f64) -> f64 {
+    let covered: f64 = starts
+        .iter()
+        .map(|&s| ((s + BURST_SECONDS).min(to) - s.max(from)).max(0.0))
+        .sum();
+    (covered / (to - from)).min(1.0)
+}
+
+/// One release of `LOOKS` intervals with bursting pods; the interval of its rollback, if any.
+fn bursty_release(rng: &mut StdRng, canary_per_hour: f64, primary_per_hour: f64) -> Option<u32> {
+    let analysis = error_rate();
+    let (rps, base, burst) = (80.0, 0.002, 0.1);
+    let look_seconds = 60.0 / f64::from(CHECKS);
+    let seconds = f64::from(LOOKS) * 60.0;
+    let canary_pod = burst_starts(rng, canary_per_hour, seconds);
+    let primary_pods: Vec<Vec<f64>> = (0..PODS.primary)
+        .map(|_| burst_starts(rng, primary_per_hour, seconds))
+        .collect();
+    let weights = [10.0, 20.0, 30.0, 40.0, 50.0];
+    let mut evidence = Evidence::default();
+    let mut step = 0;
+    for interval in 1..=LOOKS {
+        let weight = weights[step.min(weights.len() - 1)] / 100.0;
+        for check in 1..=CHECKS {
+            let look = (interval - 1) * CHECKS + check;
+            let (from, to) = (
+                f64::from(look - 1) * look_seconds,
+                f64::from(look) * look_seconds,
+            );
+            let mut pod = |starts: &[f64], share: f64| {
+                let n = poisson(rng, rps * share * look_seconds);
+                let p = base + bursting(starts, from, to) * (burst - base);
+                (n, binom(rng, n, p))
+            };
+            let canary = pod(&canary_pod, weight);
+            let primary = primary_pods
+                .iter()
+                .map(|starts| pod(starts, (1.0 - weight) / f64::from(PODS.primary)))
+                .fold((0, 0), |(n, e), (pn, pe)| (n + pn, e + pe));
+            let counts = |(requests, errors): (u64, u64)| RequestCounts {
+                requests: requests as f64,
+                errors: errors as f64,
+            };
+            let observation = Observation {
+                metric: "m".into(),
+                result: Ok(Observed::Counts {
+                    canary: counts(canary),
+                    primary: counts(primary),
+                }),
+            };
+            let look = Look {
+                elapsed: u64::from(look) * 60 / u64::from(CHECKS),
+                step: check == CHECKS,
+                pods: PODS,
+            };
+            match judge_look(&analysis, &mut evidence, &[observation], look).verdict {
+                Verdict::Rollback { .. } => return Some(interval),
+                Verdict::Continue | Verdict::Ready if look.step => step += 1,
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+fn bursty_rollbacks(seed: u64, canary_per_hour: f64, primary_per_hour: f64) -> u64 {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..RUNS)
+        .filter(|_| bursty_release(&mut rng, canary_per_hour, primary_per_hour).is_some())
+        .count() as u64
+}
+
+#[test]
+fn error_rate_is_calibrated_when_every_pod_bursts() {
+    // 3 bursts an hour on every pod: over 20 minutes (three times a real schedule) about one on
+    // each, and a canary that bursts two or three times in some releases. The cap assumes that
+    // one pod's bursts are apart: at 10 an hour on every pod, over the same 20 minutes, 1.3% of
+    // these releases were rolled back (README).
+    let alpha = error_rate().alpha;
+    let rollbacks = bursty_rollbacks(31, 3.0, 3.0);
+    let upper = binomial::upper_bound(rollbacks, RUNS, 0.95);
+    println!(
+        "calibration with pod bursts (3/h on each of 1 canary and 2 primary pods): {rollbacks}/{RUNS} false rollbacks = {:.2}% (95% upper bound {:.2}%, alpha {:.0}%)",
+        100.0 * rollbacks as f64 / RUNS as f64,
+        100.0 * upper,
+        100.0 * alpha
+    );
+    assert!(upper <= alpha, "false-rollback upper bound {upper}");
+}
+
+#[test]
+fn a_canary_that_bursts_more_often_is_caught_by_how_often() {
+    // The price of the cap: a canary whose pod bursts 5 times as often as each primary pod is
+    // caught only once it has burst often enough, not at its first burst. Measured, and held to
+    // more than the healthy rate so that a cap that forgave every burst would fail.
+    let caught = bursty_rollbacks(33, 15.0, 3.0);
+    println!(
+        "power: canary pod bursting 15/h beside primary pods at 3/h, rolled back within 20 intervals in {:.2}% of runs",
+        100.0 * caught as f64 / RUNS as f64
+    );
+    assert!(caught >= RUNS / 40, "caught {caught} of {RUNS}");
 }

@@ -39,6 +39,13 @@ pub struct Args {
     /// End of the window: RFC 3339 or Unix seconds. Defaults to now.
     #[arg(long, value_parser = parse_time)]
     end: Option<i64>,
+    /// Pods that served the canary: with the primary's, they bound what one pod's burst of
+    /// errors may weigh (a burst is the canary's with probability canary / (canary + primary)).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    canary_pods: u32,
+    /// Pods that served the primary.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    primary_pods: u32,
     #[command(flatten)]
     format: Format,
 }
@@ -162,7 +169,11 @@ async fn analyse(args: Args) -> Result<Exit, AnalyseError> {
             let _ = writeln!(err, "{line}");
         }
     };
-    let result = replay::replay(&canary, &collector, args.start, end, progress).await;
+    let pods = sluice_core::analysis::sequential::Pods {
+        canary: args.canary_pods,
+        primary: args.primary_pods,
+    };
+    let result = replay::replay(&canary, &collector, args.start, end, pods, progress).await;
     if interactive {
         eprintln!();
     }

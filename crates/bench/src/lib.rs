@@ -221,8 +221,10 @@ pub struct Failure(pub String);
 /// The claims CI holds sluice to: on every claimed healthy scenario the 95% upper bound of its
 /// false rollback rate is at most 1.5%, and it detects S3 and S4 in at least 99% of runs.
 /// The most bad requests, as a multiple of the oracle's, that the quick check lets sluice serve
-/// on S3 and S4.
-const MAX_HARM_RATIO: f64 = 3.0;
+/// on S3 and S4: ×2.0 to ×2.5 when every request was taken as independent, ×7 to ×10 since the
+/// test forgives what one pod's burst can do (issue 15: a failure as loud as a burst is counted
+/// in full after the three looks a burst can touch). Flagger's policy serves ×19 to ×23.
+const MAX_HARM_RATIO: f64 = 12.0;
 
 pub fn check(cells: &[Cell]) -> Vec<Failure> {
     let mut failures = Vec::new();
@@ -249,8 +251,8 @@ pub fn check(cells: &[Cell]) -> Vec<Failure> {
                 100.0 * rate
             )));
         }
-        // Looking at every check keeps the harm of a clear regression near the oracle's (×2.0
-        // to ×2.5 measured; ×3.5 and more at one look per interval).
+        // Looking at every check keeps the harm of a clear regression within a few times the
+        // oracle's (see MAX_HARM_RATIO).
         if (cell.scenario == "S3" || cell.scenario == "S4")
             && let Some(ratio) = cell.bad_requests_ratio_to_oracle
             && ratio > MAX_HARM_RATIO

@@ -105,11 +105,14 @@ impl Sluice {
         // The benchmark's own fixed YAML: a parse failure is a bug in the benchmark.
         let canary: Canary =
             serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("benchmark Canary: {e}"));
-        let ready = Some(Workload {
-            replicas: 1,
-            ready: true,
-            message: None,
-        });
+        // The simulator's arms: one canary pod, two primary pods.
+        let ready = |replicas| {
+            Some(Workload {
+                replicas,
+                ready: true,
+                message: None,
+            })
+        };
         Self {
             canary,
             status: CanaryStatus {
@@ -118,8 +121,8 @@ impl Sluice {
                 ..CanaryStatus::default()
             },
             world: World {
-                target: ready.clone(),
-                primary: ready,
+                target: ready(1),
+                primary: ready(2),
                 revision: Some("new".into()),
                 ..World::default()
             },

@@ -388,12 +388,14 @@ pub fn all() -> Vec<Scenario> {
             false,
             Kind::Tail { factor: 1.5 },
         ),
-        scenario(
+        // Since issue 15 the test forgives a burst as long as three looks on one pod: S7's
+        // 30-s bursts are caught by how often they come, which a release rarely lasts to show.
+        open(scenario(
             "S7",
             "canary-only error bursts",
             false,
             Kind::Bursts { both: false },
-        ),
+        )),
         scenario(
             "S7b",
             "error bursts in both arms",
@@ -462,19 +464,20 @@ pub fn all() -> Vec<Scenario> {
             Kind::Creep,
         ),
         scenario("S15", "no errors in either arm, healthy", true, Kind::Clean),
-        // Issue 15: the test assumes independent requests, and pod-level bursts break it.
-        open(scenario(
+        // Issue 15: pod-level bursts, which the test's null includes since; a canary that only
+        // bursts more often (S16x) is caught by how often, rarely within a release.
+        scenario(
             "S16",
             "15-s error bursts on every pod, 3/h each",
             true,
             Kind::PodBursts(bursts(3.0, false)),
-        )),
-        open(scenario(
+        ),
+        scenario(
             "S16b",
             "15-s latency pauses on every pod, 3/h each",
             true,
             Kind::PodBursts(bursts(3.0, true)),
-        )),
+        ),
         open(scenario(
             "S16x",
             "the canary's pod bursts 5x as often (15/h)",

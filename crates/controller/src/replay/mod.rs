@@ -47,25 +47,28 @@ pub struct Replay {
 /// a new revision released at `start`, gates open and webhooks passing (a replay calls no hooks),
 /// and the metrics of each check read from Prometheus. `progress(interval, of, time)` is
 /// called before each interval's queries. Stops at the first error that is not "no data" (an
-/// outage or a broken template), returning it.
+/// outage or a broken template), returning it. `pods` are the replicas that served each arm.
 pub async fn replay(
     canary: &Canary,
     collector: &Collector,
     start: i64,
     end: i64,
+    pods: sluice_core::analysis::sequential::Pods,
     mut progress: impl FnMut(u32, u32, i64),
 ) -> Result<Replay, QueryError> {
     let spec = &canary.spec;
     let interval = i64::try_from(spec.analysis.interval.as_secs().max(1)).unwrap_or(i64::MAX);
     let planned = u32::try_from((end - start).max(0) / interval).unwrap_or(u32::MAX);
-    let ready = Some(Workload {
-        replicas: 1,
-        ready: true,
-        message: None,
-    });
+    let ready = |replicas: u32| {
+        Some(Workload {
+            replicas: i32::try_from(replicas).unwrap_or(i32::MAX),
+            ready: true,
+            message: None,
+        })
+    };
     let world = World {
-        target: ready.clone(),
-        primary: ready,
+        target: ready(pods.canary),
+        primary: ready(pods.primary),
         revision: Some("replayed".into()),
         ..World::default()
     };

@@ -107,6 +107,8 @@ pub struct Look {
     /// An analysis step: guardrails too, and a verdict that may step the schedule. Between
     /// steps, a check looks at the comparisons only, and only a rollback acts on it.
     pub step: bool,
+    /// The pods behind each arm (replicas), which bound what one pod's burst may weigh.
+    pub pods: sequential::Pods,
 }
 
 /// Judges one interval as an analysis step: updates `evidence` with `observations` (each
@@ -120,6 +122,7 @@ pub fn judge(
     let look = Look {
         elapsed: u64::from(evidence.analysed_intervals + 1) * interval,
         step: true,
+        pods: sequential::Pods::default(),
     };
     judge_look(analysis, evidence, observations, look)
 }
@@ -463,7 +466,7 @@ fn compare(
     } else {
         1.0
     };
-    sequential::update(test, canary, primary, analysis.alpha, weight);
+    sequential::update(test, canary, primary, analysis.alpha, weight, look.pods);
     let summary = describe(test, analysis.alpha, what);
     if test.rejected {
         return outcome(Outcome::Fail, false, summary);

@@ -332,7 +332,29 @@ pub struct SequentialState {
     pub log2_step: f64,
     /// Running log-likelihood ratio of each grid point against `nullRatio`.
     pub log_likelihood: Vec<f64>,
-    /// Natural log of the e-value (the test martingale) after the last interval.
+    /// The same with each burst's weight capped (the looks a burst on one pod can touch may
+    /// raise a point by at most what such a burst can explain), counted one look late: the
+    /// rollback's evidence.
+    #[serde(default)]
+    pub capped_log_likelihood: Vec<f64>,
+    /// The last look's rises, counted into `cappedLogLikelihood` at the next look.
+    #[serde(default)]
+    pub pending_rise: Vec<f64>,
+    /// The last look's cap (natural log).
+    #[serde(default)]
+    pub pending_cap: f64,
+    /// Each grid point's capped rise at the last two counted looks (0 for looks counted in
+    /// full), from which the cap left for the next look is computed.
+    #[serde(default)]
+    pub last_rise: Vec<f64>,
+    #[serde(default)]
+    pub rise_before_last: Vec<f64>,
+    /// Which of the last looks were loud (several canary events, evidence of a large regression
+    /// above the cap): bit 0 is the last look.
+    #[serde(default)]
+    pub loud_history: u32,
+    /// Natural log of the e-value (the test martingale, over the capped ratios) after the last
+    /// interval.
     pub log_e_value: f64,
     /// Set once the e-value has crossed 1/alpha; it stays set for the release.
     #[serde(default)]

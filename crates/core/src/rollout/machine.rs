@@ -511,9 +511,17 @@ impl Run<'_> {
             return;
         };
         let observations = analysis::cumulative::new_since_last(&self.status.evidence, &totals);
+        let replicas = |w: &Option<Workload>| {
+            w.as_ref()
+                .map_or(0, |w| u32::try_from(w.replicas).unwrap_or(0))
+        };
         let look = analysis::Look {
             elapsed: (self.now - since).max(1) as u64,
             step,
+            pods: analysis::sequential::Pods {
+                canary: replicas(&self.world.target),
+                primary: replicas(&self.world.primary),
+            },
         };
         let judgement = analysis::judge_look(
             &self.spec.analysis,
