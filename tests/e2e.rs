@@ -138,7 +138,7 @@ fn condition_reason(status: &CanaryStatus) -> String {
         .unwrap_or_default()
 }
 
-/// A rolled-back release: traffic went up the schedule for a while, never to its end, then
+/// A rolled-back release: traffic went up the schedule for a while, never to a promotion, then
 /// all back to the primary, because of `metric`.
 fn assert_rolled_back_by(run: &DemoRun, metric: &str) {
     assert_eq!(run.status.code(), Some(1), "{}", run.output);
@@ -151,8 +151,10 @@ fn assert_rolled_back_by(run: &DemoRun, metric: &str) {
         "{}",
         decision.reason
     );
-    // Caught within the first intervals: before the canary had half the traffic.
-    assert!(decision.analysed_intervals <= 3, "{decision:?}");
+    // Caught within the first intervals. A failure as loud as one pod's burst is counted in
+    // full once it has lasted longer than a burst (issue 15): about 50 s, which the demo's 10-s
+    // intervals step through to the maximum weight (in 1-m intervals it is the first one or two).
+    assert!(decision.analysed_intervals <= 8, "{decision:?}");
     let status = final_status(&run.timeline);
     assert_eq!(status.phase, Some(Phase::Failed));
     assert_eq!(status.canary_weight, 0);
@@ -163,7 +165,7 @@ fn assert_rolled_back_by(run: &DemoRun, metric: &str) {
     assert_eq!(weights.last(), Some(&0), "{weights:?}");
     let steps = &weights[1..weights.len() - 1];
     assert!(
-        steps.windows(2).all(|w| w[1] == w[0] + 10) && steps.iter().all(|w| *w < 50),
+        steps.windows(2).all(|w| w[1] == w[0] + 10) && steps.iter().all(|w| *w <= 50),
         "{weights:?}"
     );
     assert!(
