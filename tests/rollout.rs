@@ -310,7 +310,11 @@ fn a_healthy_release_steps_through_flaggers_phases() {
 }
 
 #[test]
-fn a_failing_canary_is_rolled_back_at_once() {
+fn a_failing_canary_is_rolled_back_never_promoted() {
+    // One look a minute (checkInterval 1m): a failure as loud as one pod's burst is counted in
+    // full only once it has been loud in more looks than a burst can touch, and each look one
+    // look late (issue 15), so at this cadence it reaches the schedule's end, is held there
+    // without a promotion, and is rolled back. At the default 15-s checks it is the second step.
     let c = canary_strategy();
     let status = initialized(&c);
     let mut w = world("rev2");
@@ -320,6 +324,11 @@ fn a_failing_canary_is_rolled_back_at_once() {
         [
             (Phase::Progressing, 0),
             (Phase::Progressing, 10),
+            (Phase::Progressing, 20),
+            (Phase::Progressing, 30),
+            (Phase::Progressing, 40),
+            (Phase::Progressing, 50),
+            (Phase::Progressing, 50),
             (Phase::Failed, 0)
         ]
     );
@@ -354,13 +363,14 @@ fn checks_between_steps_roll_back_early_and_steps_stay_once_per_interval() {
         }
     };
     let d = drive(&c, status, &mut w, &quarter, &BTreeMap::new(), 40);
-    // Two healthy minutes (four looks each) step 10 → 30; the regression is caught at a check
-    // of the third minute, before its step.
+    // Two healthy minutes (four looks each) step 10 → 30; the regression, as loud as a burst,
+    // is counted in full once it has been loud for more looks than a burst can touch, one look
+    // late (issue 15): at a check of the fourth minute, before its step.
     assert_eq!(d.trail.last(), Some(&(Phase::Failed, 0)));
-    assert_eq!(d.trail.iter().map(|(_, w)| *w).max(), Some(30));
-    assert_eq!(d.status.evidence.analysed_intervals, 2);
+    assert_eq!(d.trail.iter().map(|(_, w)| *w).max(), Some(40));
     let rolled_at = d.now - T0;
-    assert!(rolled_at > 120 && rolled_at < 180, "{rolled_at}");
+    assert_eq!(d.status.evidence.analysed_intervals, 3);
+    assert!(rolled_at > 180 && rolled_at < 240, "{rolled_at}");
     assert!(d.status.last_check_time.is_some());
 }
 
@@ -414,8 +424,9 @@ fn a_regression_that_appears_later_is_rolled_back_where_it_appears() {
         &BTreeMap::new(),
         20,
     );
+    // Loud from the third look a minute: counted in full two looks later (see above).
     assert_eq!(d.trail.last(), Some(&(Phase::Failed, 0)));
-    assert_eq!(d.trail[d.trail.len() - 2], (Phase::Progressing, 30));
+    assert_eq!(d.trail[d.trail.len() - 2], (Phase::Progressing, 50));
 }
 
 #[test]
