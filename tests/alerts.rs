@@ -140,6 +140,7 @@ async fn sent_as(kind: &str) -> Seen {
             warning: false,
             reason: "AlertSent".into(),
             message: format!("rolled-back alert sent to AlertProvider test/chat ({kind})"),
+            key: None,
         }]
     );
     let text = metrics.encode();

@@ -566,12 +566,50 @@ async fn an_event_is_recorded_on_the_canary_with_its_uid() {
                 warning: false,
                 reason: "Synced".into(),
                 message: note.into(),
+                key: None,
             };
             KubeCluster::new(client)
                 .event("test", "podinfo", &event)
                 .await
         },
     )
+    .await
+    .unwrap();
+}
+
+/// A step's Event is named by its step: made again (a new leader, a failed status write), it is
+/// refused as already there, and that is success, not a second Event.
+#[tokio::test]
+async fn a_step_event_already_recorded_is_not_recorded_again() {
+    let note = "advance podinfo canary weight 20";
+    let key = objects::step_key(UID, &CanaryStatus::default(), "Synced", note);
+    let name = format!("podinfo.{key}");
+    let mut calls = event_calls(false, "Synced", note.into());
+    let expected = name.clone();
+    calls[1] = Call::post(format!("{EVENTS}?"), move |event| {
+        assert_eq!(event["metadata"]["name"], expected.as_str());
+        assert_eq!(event["note"], note);
+    })
+    .reply(
+        409,
+        json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": format!("events.events.k8s.io \"{name}\" already exists"),
+            "reason": "AlreadyExists", "code": 409,
+            "details": {"name": name, "group": "events.k8s.io", "kind": "events"}
+        }),
+    );
+    exchange(calls, |client| async move {
+        let event = Event {
+            warning: false,
+            reason: "Synced".into(),
+            message: note.into(),
+            key: Some(key),
+        };
+        KubeCluster::new(client)
+            .event("test", "podinfo", &event)
+            .await
+    })
     .await
     .unwrap();
 }
@@ -585,6 +623,7 @@ async fn an_overlong_event_note_is_cut_to_what_the_events_api_accepts() {
             warning: true,
             reason: "Synced".into(),
             message: long,
+            key: None,
         };
         KubeCluster::new(client)
             .event("test", "podinfo", &event)

@@ -424,6 +424,59 @@ const ROLLED_BACK_AT_ONCE: [(Phase, u32); 4] = [
     (Phase::Failed, 0),
 ];
 
+/// A leader that dies after a step's Event and before its status write leaves the step to the
+/// next leader, which makes it again from the same status: the Event is recorded once. A later
+/// step with the same message (another release) is a new Event.
+#[test]
+fn a_step_made_again_from_the_same_status_records_its_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = setup(dir.path());
+    let init = run(&file, healthy(), T0, &[Phase::Initialized], 10);
+    new_image(&file, "podinfo:6.0.1");
+    let mut now = init.now;
+    let advances = |cluster: &MemoryCluster, weight: u32| {
+        let step = format!("advance podinfo canary weight {weight}");
+        cluster
+            .events()
+            .iter()
+            .filter(|e| e.event.message == step)
+            .count()
+    };
+    // Up to weight 10, then the step to 20 made twice from the status at 10.
+    // Each look: the status it started from, when it ran, where it left the release.
+    let mut look = || {
+        let before = stored_status(&file);
+        let at = now;
+        let one = run(&file, healthy(), now, &[], 1);
+        now = one.now;
+        (before, at, one.phases[0])
+    };
+    let reached = (0..20).map(|_| look()).find(|l| l.2.1 == 10);
+    assert_eq!(reached.map(|l| l.2), Some((Phase::Progressing, 10)));
+    let (before, at, step) = (0..20).map(|_| look()).find(|l| l.2.1 != 10).unwrap();
+    assert_eq!(step, (Phase::Progressing, 20));
+    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
+    block(cluster.patch_status("test", "podinfo", &before)).unwrap();
+    drop(cluster);
+    let again = run(&file, healthy(), at, &[], 1);
+    assert_eq!(again.phases, [(Phase::Progressing, 20)]);
+    let cluster = MemoryCluster::persisted(file.clone()).unwrap();
+    assert_eq!(advances(&cluster, 20), 1, "{:#?}", cluster.events());
+    assert_eq!(advances(&cluster, 10), 1);
+    drop(cluster);
+
+    // The next step, and a whole second release, each with their own Events.
+    let rest = run(&file, healthy(), again.now, &[Phase::Succeeded], 60);
+    assert_eq!(rest.phases.last(), Some(&(Phase::Succeeded, 0)));
+    new_image(&file, "podinfo:6.0.2");
+    let second = run(&file, healthy(), rest.now, &[Phase::Succeeded], 60);
+    assert_eq!(second.phases.last(), Some(&(Phase::Succeeded, 0)));
+    let cluster = MemoryCluster::persisted(file).unwrap();
+    for weight in [10, 20, 30, 40, 50] {
+        assert_eq!(advances(&cluster, weight), 2, "weight {weight}");
+    }
+}
+
 #[test]
 fn a_deleted_canary_takes_what_it_made_with_it() {
     let dir = tempfile::tempdir().unwrap();

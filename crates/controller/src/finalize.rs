@@ -71,6 +71,7 @@ pub async fn finalize(
         warning,
         reason: reason.into(),
         message,
+        key: None,
     };
     match revert(&canary.spec, &world, waited) {
         Revert::ScaleTarget(replicas) => {

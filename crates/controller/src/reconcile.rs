@@ -157,7 +157,7 @@ pub async fn reconcile(
         revision: &checksum,
     };
     for action in &decision.actions {
-        carry_out(ctx, canary, action, &done).await?;
+        carry_out(ctx, canary, &status, action, &done).await?;
     }
     if canary.status.as_ref() != Some(&decision.status) {
         ctx.cluster
@@ -245,6 +245,7 @@ impl<'a> Done<'a> {
 async fn carry_out(
     ctx: &Context,
     canary: &Canary,
+    before: &CanaryStatus,
     action: &Action,
     done: &Done<'_>,
 ) -> Result<(), ReconcileError> {
@@ -280,10 +281,12 @@ async fn carry_out(
             reason,
             message,
         } => {
+            let uid = canary.uid().unwrap_or_default();
             let event = Event {
                 warning: *warning,
                 reason: reason.clone(),
                 message: message.clone(),
+                key: Some(objects::step_key(&uid, before, reason, message)),
             };
             if *warning {
                 tracing::warn!(canary = %canary.name_any(), %namespace, %message, "event");

@@ -597,6 +597,7 @@ async fn reconcile_once(
                     warning: true,
                     reason: sluice_core::api::INVALID_SPEC.into(),
                     message: message.clone(),
+                    key: None,
                 };
                 data.ctx.cluster.event(namespace, name, &event).await?;
             }

@@ -4,9 +4,14 @@
 //! kinds sluice manages (`resources::CORE` and each router's), read and written as
 //! `DynamicObject`s.
 
-use ::kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use ::kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use ::kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use ::kube::{Client, Resource, ResourceExt};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event as EventsV1;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use serde_json::{Value, json};
 
 use std::sync::Arc;
@@ -250,11 +255,30 @@ impl Cluster for KubeCluster {
                 secondary: None,
             };
             tracing::debug!(canary = %reference, reason = %event.reason, "recording an event");
-            recorder
-                .publish(&kube_event, &canary.object_ref(&()))
+            let regarding = canary.object_ref(&());
+            let Some(key) = &event.key else {
+                return recorder
+                    .publish(&kube_event, &regarding)
+                    .await
+                    .map_err(|e| cluster_error("an event", &reference, e));
+            };
+            // Named by its step, so that the step made again creates nothing new (409).
+            let keyed = KeyedEvent {
+                name: event_name(name, key),
+                event: &kube_event,
+                reporter: &self.reporter,
+            };
+            match Api::<EventsV1>::namespaced(self.client.clone(), namespace)
+                .create(&PostParams::default(), &keyed.object(regarding))
                 .await
-                .map_err(|e| cluster_error("an event", &reference, e))?;
-            Ok(())
+            {
+                Ok(_) => Ok(()),
+                Err(::kube::Error::Api(status)) if status.is_already_exists() => {
+                    tracing::debug!(canary = %reference, key, "the step's event is already recorded");
+                    Ok(())
+                }
+                Err(e) => Err(cluster_error("an event", &reference, e)),
+            }
         })
     }
 
@@ -288,6 +312,57 @@ impl Cluster for KubeCluster {
                 .map_err(|e| cluster_error("a finalizer update", &reference, e))?;
             Ok(())
         })
+    }
+}
+
+/// An Event's name: `NAME.KEY`, the Canary's name cut short where the whole would pass the
+/// 253 bytes a name may have.
+fn event_name(canary: &str, key: &str) -> String {
+    let room = NAME_LIMIT.saturating_sub(key.len() + 1);
+    // Object names are ASCII, so any cut is a character boundary.
+    let head = canary.get(..room).unwrap_or(canary);
+    format!("{}.{key}", head.trim_end_matches(['.', '-']))
+}
+
+const NAME_LIMIT: usize = 253;
+
+/// An Event recorded under a name of sluice's choosing, with the fields kube's `Recorder` fills.
+struct KeyedEvent<'a> {
+    name: String,
+    event: &'a KubeEvent,
+    reporter: &'a Reporter,
+}
+
+impl KeyedEvent<'_> {
+    fn object(&self, regarding: ObjectReference) -> EventsV1 {
+        let reporter = self.reporter;
+        EventsV1 {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: regarding.namespace.clone(),
+                ..ObjectMeta::default()
+            },
+            action: Some(self.event.action.clone()),
+            reason: Some(self.event.reason.clone()),
+            note: self.event.note.clone(),
+            type_: Some(
+                match self.event.type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .into(),
+            ),
+            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            regarding: Some(regarding),
+            reporting_controller: Some(reporter.controller.clone()),
+            reporting_instance: Some(
+                reporter
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| reporter.controller.clone()),
+            ),
+            ..EventsV1::default()
+        }
     }
 }
 

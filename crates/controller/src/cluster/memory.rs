@@ -359,6 +359,13 @@ impl Cluster for MemoryCluster {
         Box::pin(async move {
             self.with(true, |s| {
                 let at = s.now;
+                // As the API server does for a keyed Event: its name is taken (409), nothing new.
+                let recorded = |e: &RecordedEvent| {
+                    e.namespace == namespace && e.name == name && e.event.key == event.key
+                };
+                if event.key.is_some() && s.events.iter().any(recorded) {
+                    return;
+                }
                 s.events.push(RecordedEvent {
                     namespace: namespace.into(),
                     name: name.into(),

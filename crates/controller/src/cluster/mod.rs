@@ -144,6 +144,11 @@ pub struct Event {
     pub warning: bool,
     pub reason: String,
     pub message: String,
+    /// The step that records it (`objects::step_key`): an Event with a key is recorded once,
+    /// however often its step runs. A leader that dies between a step's Event and its status
+    /// write leaves the step to the next leader, which makes it again from the same status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// The operations the controller needs, and no more.

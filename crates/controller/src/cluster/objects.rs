@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use serde_json::{Map, Value, json};
 
-use sluice_core::api::Canary;
+use sluice_core::api::{Canary, CanaryStatus};
 
 /// The labels that tell the primary's pods from the canary's, tried in this order (Flagger's
 /// default `selectorLabels`).
@@ -180,6 +180,21 @@ pub fn config_hash(config: &Value) -> String {
     });
     let mut hash = Fnv64::new();
     hash.write(canonical_json(&contents).as_bytes());
+    hash.hex()
+}
+
+/// The identity of a step's Event: the Canary (its uid, so a Canary deleted and created again
+/// starts afresh), the status the step started from, and what the Event says. A step made again
+/// from the same status, by a new leader or after a failed status write, has the same key; any
+/// other step starts from another status (the last one wrote its own).
+pub fn step_key(uid: &str, before: &CanaryStatus, reason: &str, message: &str) -> String {
+    let before = serde_json::to_value(before).unwrap_or(Value::Null);
+    let mut hash = Fnv64::new();
+    for part in [uid, &canonical_json(&before), reason, message] {
+        hash.write(part.as_bytes());
+        // A byte no part holds keeps the parts from running together.
+        hash.write(&[0]);
+    }
     hash.hex()
 }
 

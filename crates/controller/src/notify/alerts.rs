@@ -321,6 +321,7 @@ impl Delivery {
             warning,
             reason: reason.into(),
             message: text,
+            key: None,
         };
         if let Err(e) = self
             .cluster
