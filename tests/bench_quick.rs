@@ -48,3 +48,19 @@ fn sluice_keeps_its_claims_in_the_quick_benchmark() {
         .collect();
     assert!(!bench::check(&slow_sluice).is_empty());
 }
+
+/// `sluice bench --check-interval`: sluice looks less often, so a clear failure takes longer to
+/// roll back (the README's table of what longer checks cost comes from this).
+#[test]
+fn a_longer_check_interval_slows_the_rollback() {
+    let s4: Vec<_> = scenario::all()
+        .into_iter()
+        .filter(|s| s.id == "S4")
+        .collect();
+    let median = |check| {
+        let cells = bench::run_checking(&s4, &["sluice"], 50, 2, check);
+        cells[0].rollback_seconds.expect("S4 is rolled back").0
+    };
+    let (default, minute) = (median(None), median(Some(60)));
+    assert!(minute > default, "15 s: {default} s, 60 s: {minute} s");
+}

@@ -701,6 +701,10 @@ fn command_line_mistakes_exit_64_naming_the_flag() {
         "0",
     ]);
     assert_eq!(zero.code, 64, "{}", zero.stderr);
+    // The simulator scrapes every 15 s: other check intervals would not be what they claim.
+    let odd = sluice_output(&["bench", "--seeds", "1", "--check-interval", "20"]);
+    assert_eq!(odd.code, 64, "{}", odd.stderr);
+    assert!(odd.stderr.contains("--check-interval 20"), "{}", odd.stderr);
 }
 
 #[test]

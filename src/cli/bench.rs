@@ -29,6 +29,10 @@ pub struct Args {
     check: bool,
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// sluice's `analysis.checkInterval` in seconds (default 15): a multiple of the simulator's
+    /// 15-s scrape. Not with --quick, whose claims are made at the default.
+    #[arg(long, value_name = "SECONDS")]
+    check_interval: Option<u64>,
 }
 
 pub fn run(args: Args) -> Exit {
@@ -68,11 +72,30 @@ pub fn run(args: Args) -> Exit {
             .filter(|p| args.policies.iter().any(|a| a == p))
             .collect()
     };
+    let scrape = bench::sim::SCRAPE as u64;
+    if let Some(seconds) = args.check_interval
+        && (seconds == 0 || seconds % scrape != 0 || seconds > 60)
+    {
+        return Exit::USAGE.fail(format!(
+            "--check-interval {seconds}: the simulator scrapes every {scrape} s and steps every 60 s, so give 15, 30, 45 or 60"
+        ));
+    }
+    if args.quick && args.check_interval.is_some() {
+        return Exit::USAGE.fail(
+            "--check-interval with --quick: the CI claims are made at the default 15-s checks; drop one of them",
+        );
+    }
     let started = std::time::Instant::now();
     let cells = if args.quick {
         bench::quick(&scenarios, &policies, args.threads)
     } else {
-        bench::run(&scenarios, &policies, args.seeds, args.threads)
+        bench::run_checking(
+            &scenarios,
+            &policies,
+            args.seeds,
+            args.threads,
+            args.check_interval,
+        )
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let titles: Vec<(String, String)> = scenarios

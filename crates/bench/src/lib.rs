@@ -16,9 +16,11 @@ use sluice_core::analysis::binomial;
 /// The policies, in the order of the tables.
 pub const POLICIES: [&str; 5] = ["sluice", "flagger", "argo", "kayenta", "oracle"];
 
-pub fn policy(name: &str) -> Option<Box<dyn Policy>> {
+/// The policy called `name`; sluice looks every `check_seconds` when given (its Canary's
+/// `analysis.checkInterval`; the default 15 s otherwise).
+pub fn policy(name: &str, check_seconds: Option<u64>) -> Option<Box<dyn Policy>> {
     Some(match name {
-        "sluice" => Box::new(policy::Sluice::new()),
+        "sluice" => Box::new(policy::Sluice::new().with_check_seconds(check_seconds)),
         "flagger" => Box::new(policy::Flagger::default()),
         "argo" => Box::new(policy::Argo::default()),
         "kayenta" => Box::new(policy::Kayenta::default()),
@@ -158,10 +160,21 @@ pub fn quick(scenarios: &[Scenario], policies: &[&str], threads: usize) -> Vec<C
 
 /// Runs `seeds` releases of every scenario under every policy, on `threads` threads.
 pub fn run(scenarios: &[Scenario], policies: &[&str], seeds: u64, threads: usize) -> Vec<Cell> {
+    run_checking(scenarios, policies, seeds, threads, None)
+}
+
+/// `run`, with sluice looking every `check_seconds` (a multiple of the simulator's 15-s scrape).
+pub fn run_checking(
+    scenarios: &[Scenario],
+    policies: &[&str],
+    seeds: u64,
+    threads: usize,
+    check_seconds: Option<u64>,
+) -> Vec<Cell> {
     let mut cells = Vec::new();
     for scenario in scenarios {
         for &name in policies {
-            let results = run_cell(scenario, name, seeds, threads);
+            let results = run_cell(scenario, name, seeds, threads, check_seconds);
             cells.push(score(scenario, name, &results));
         }
     }
@@ -169,7 +182,13 @@ pub fn run(scenarios: &[Scenario], policies: &[&str], seeds: u64, threads: usize
     cells
 }
 
-fn run_cell(scenario: &Scenario, name: &str, seeds: u64, threads: usize) -> Vec<RunResult> {
+fn run_cell(
+    scenario: &Scenario,
+    name: &str,
+    seeds: u64,
+    threads: usize,
+    check_seconds: Option<u64>,
+) -> Vec<RunResult> {
     let threads = threads.max(1) as u64;
     let mut results = Vec::with_capacity(seeds as usize);
     std::thread::scope(|scope| {
@@ -179,7 +198,7 @@ fn run_cell(scenario: &Scenario, name: &str, seeds: u64, threads: usize) -> Vec<
                     (0..seeds)
                         .filter(|seed| seed % threads == thread)
                         .filter_map(|seed| {
-                            let mut p = policy(name)?;
+                            let mut p = policy(name, check_seconds)?;
                             // The same seed gives every policy the same traffic.
                             Some((seed, sim::run(scenario, p.as_mut(), seed * 7919 + 17)))
                         })

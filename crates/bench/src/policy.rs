@@ -7,6 +7,7 @@ use statrs::stats_tests::mannwhitneyu::{MannWhitneyUMethod, mannwhitneyu};
 
 use sluice_core::analysis::{Observation, Observed, RequestCounts};
 use sluice_core::api::ReleaseVerdict;
+use sluice_core::api::duration::GoDuration;
 use sluice_core::api::{Canary, CanaryStatus, HookType, Phase};
 use sluice_core::rollout::{self, HookOutcome, MetricsWindow, Workload, World};
 
@@ -98,6 +99,14 @@ spec:
 impl Sluice {
     pub fn new() -> Self {
         Self::with_canary(SLUICE_CANARY)
+    }
+
+    /// The same Canary with `analysis.checkInterval` set, when given.
+    pub fn with_check_seconds(mut self, check_seconds: Option<u64>) -> Self {
+        if let Some(seconds) = check_seconds {
+            self.canary.spec.analysis.check_interval = Some(GoDuration::from_secs(seconds));
+        }
+        self
     }
 
     /// sluice with another Canary (its analysis must name the metrics `errors` and `latency`).
