@@ -918,6 +918,22 @@ async fn kubectl_sluice_follows_and_steers_a_release() {
     assert_eq!(ran.code, 0, "{ran:?}");
     assert!(ran.stdout.contains("podinfo  Progressing  20%"), "{ran:?}");
     assert!(ran.stdout.contains("error-rate=ok(e="), "{ran:?}");
+    // The same Canary as an object, for scripts: kubectl's shape, without managedFields.
+    let ran = plugin.run(&["get", "podinfo", "-o", "json"]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let object: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON");
+    assert_eq!(object["kind"], "Canary", "{object}");
+    assert_eq!(object["status"]["canaryWeight"], 20, "{object}");
+    assert!(
+        object["metadata"].get("managedFields").is_none(),
+        "{object}"
+    );
+    let ran = plugin.run(&["get", "-o", "yaml"]).await;
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let list: serde_json::Value = serde_yaml_ng::from_str(&ran.stdout).expect("YAML");
+    assert_eq!(list["kind"], "List", "{ran:?}");
+    assert_eq!(list["items"][0]["kind"], "Canary", "{ran:?}");
+    assert!(ran.stdout.contains("name: podinfo"), "{ran:?}");
     let ran = plugin.run(&["status", "podinfo"]).await;
     assert_eq!(ran.code, 3, "in progress: {ran:?}");
     for part in [
